@@ -1,0 +1,1 @@
+"""tfds builders of rstg_jax, installed as the package `rstg_datasets`."""

@@ -1,0 +1,3 @@
+"""rstg_jax: Recurrent Space-time Graph Neural Networks (RSTG) in JAX/Flax."""
+
+__version__ = "0.1.0"

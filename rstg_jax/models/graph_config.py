@@ -1,0 +1,105 @@
+"""Settings of one RSTG graph, validated once, with the original config key names.
+
+Field names mirror the original YAML keys where they exist (`num_process_iter`,
+`num_scales`, `use_att`, `scalewise_update`, `use_norm`, ...); the rest are options the
+original lacks (named, with the paper's behaviour as the default).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+ATTENTION_MODES = ("dot", "simple", "none")
+ADJACENCY_MODES = ("reference", "masked")
+NORMS = ("LN", "BN", "none")
+NORM_SCOPES = ("clip", "per_frame")
+SCAN_MODES = ("fused", "k_pass")
+
+
+@dataclasses.dataclass(frozen=True)
+class GraphConfig:
+  """One RSTG graph (spec §2-§7).
+
+  Attributes:
+    num_process_iter: K, the number of (time stage, space stage) iterations.
+    num_scales: grid scales s = num_scales..1; 3 gives the paper's 14 nodes.
+    node_feat_dim: D, node state width; equals the LSTM units.
+    message_dims: M, message width; the original requires M == D.
+    use_att: 'dot' (Something-Something), 'simple' (GAT-like, SyncMNIST) or 'none'
+      (mean over senders; the original crashes on it).
+    adjacency: 'reference' multiplies the adjacency into the attention logits as the
+      original does (non-neighbours and self keep logit 0); 'masked' restricts the
+      softmax to true neighbours.
+    scalewise_update: separate node-update MLPs per scale (Something-Something).
+    use_norm: 'LN' (TF-contrib semantics, eps 1e-12), 'BN' or 'none'.
+    norm_scope: 'clip' is the original: the pre-graph LN spans the whole clip
+      (T, N, D), which is not causal. 'per_frame' normalises each frame over (N, D),
+      which makes the graph causal and streamable.
+    use_positional_emb: concatenate the 36-d Gaussian node embedding to the message
+      MLP input (SyncMNIST).
+    dim_map: side of the positional map (embedding size dim_map**2).
+    update_layers: depth of the node-update MLP.
+    pre_graph_bn: the SyncMNIST BatchNorm on the node features before the graph.
+    image_dim: input image side in pixels, used for the region boxes (spec §2.2).
+    scan: 'fused' runs one scan over time carrying K+1 LSTM states (spec §6.3);
+      'k_pass' runs K full-sequence LSTM passes with the space stage between them.
+    remat: rematerialise each scan step in the backward pass (saves memory).
+  """
+
+  num_process_iter: int = 3
+  num_scales: int = 3
+  node_feat_dim: int = 512
+  message_dims: int = 512
+  use_att: str = "dot"
+  adjacency: str = "reference"
+  scalewise_update: bool = True
+  use_norm: str = "LN"
+  norm_scope: str = "clip"
+  use_positional_emb: bool = False
+  dim_map: int = 6
+  update_layers: int = 2
+  pre_graph_bn: bool = False
+  image_dim: int = 224
+  scan: str = "fused"
+  remat: bool = False
+
+  def __post_init__(self):
+    def check(ok: bool, field: str, msg: str):
+      if not ok:
+        raise ValueError(
+            f"GraphConfig.{field}={getattr(self, field)!r}: {msg}")
+
+    check(self.use_att in ATTENTION_MODES, "use_att", f"must be one of {ATTENTION_MODES}")
+    check(self.adjacency in ADJACENCY_MODES, "adjacency",
+          f"must be one of {ADJACENCY_MODES}")
+    check(self.use_norm in NORMS, "use_norm", f"must be one of {NORMS}")
+    check(self.norm_scope in NORM_SCOPES, "norm_scope", f"must be one of {NORM_SCOPES}")
+    check(self.scan in SCAN_MODES, "scan", f"must be one of {SCAN_MODES}")
+    check(self.num_process_iter >= 1, "num_process_iter", "must be >= 1")
+    check(1 <= self.num_scales <= self.dim_map, "num_scales",
+          f"must be in [1, dim_map={self.dim_map}]")
+    check(self.node_feat_dim >= 1, "node_feat_dim", "must be >= 1")
+    check(self.update_layers >= 1, "update_layers", "must be >= 1")
+    # The original feeds messages and node states through the same LSTM (spec §4).
+    check(self.message_dims == self.node_feat_dim, "message_dims",
+          f"must equal node_feat_dim={self.node_feat_dim} (node states, messages "
+          "and LSTM units share one width)")
+
+  @property
+  def scales(self) -> tuple[int, ...]:
+    return tuple(range(self.num_scales, 0, -1))
+
+  @property
+  def num_nodes(self) -> int:
+    return sum(s * s for s in self.scales)
+
+  @classmethod
+  def from_dict(cls, d: Mapping[str, Any]) -> "GraphConfig":
+    """Builds from a mapping (e.g. an ml_collections ConfigDict); unknown keys fail."""
+    d = dict(d)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+      raise ValueError(
+          f"unknown graph config key(s) {unknown}; known keys: {sorted(known)}")
+    return cls(**d)
