@@ -1,0 +1,154 @@
+"""The RSTG graph on node features: pre-graph processing, the recurrence, projections.
+
+The recurrence of spec §6.2 is K iterations of (internal LSTM over the whole sequence,
+space stage per frame) followed by an external LSTM. Because every quantity at
+(iteration k, time t) depends only on (k-1, t) and (k, t-1), it equals ONE scan over time
+whose carry holds the K+1 LSTM states (spec §6.3): `scan='fused'`. That is the form
+that streams, one frame at a time. `scan='k_pass'` runs the K passes literally; both
+use the same parameters.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from rstg_jax.models import time_stage
+from rstg_jax.models.graph_config import GraphConfig
+from rstg_jax.models.norms import make_norm
+from rstg_jax.models.space_stage import SpaceStage, dense
+
+Carry = tuple[time_stage.LSTMState, ...]  # K internal states, then the external one
+
+
+class RSTGCell(nn.Module):
+  """The parameters of the recurrence and its two schedules.
+
+  `lstm_int` is shared by the K iterations (each its own state), `space` by all
+  iterations and frames, `lstm_ext` is separate.
+  """
+  config: GraphConfig
+  dtype: Any = jnp.float32
+
+  def setup(self):
+    d = self.config.node_feat_dim
+    self.lstm_int = time_stage.lstm_cell(d, "lstm_int", self.dtype)
+    self.space = SpaceStage(self.config, dtype=self.dtype, name="space")
+    self.lstm_ext = time_stage.lstm_cell(d, "lstm_ext", self.dtype)
+
+  def __call__(self, carry: Carry, z: jnp.ndarray, train: bool = False):
+    """One time step: z [B, N, D] -> (carry, o [B, N, D])."""
+    new = []
+    for k in range(self.config.num_process_iter):
+      state, h = self.lstm_int(carry[k], z)
+      new.append(state)
+      z = self.space(h, train=train)
+    state, o = self.lstm_ext(carry[-1], z)
+    new.append(state)
+    return tuple(new), o
+
+  def k_pass(self, zs: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+    """The literal schedule: zs [B, T, N, D] -> [B, T, N, D]."""
+    for _ in range(self.config.num_process_iter):
+      zs = self.space(time_stage.run_lstm(self.lstm_int, zs), train=train)
+    return time_stage.run_lstm(self.lstm_ext, zs)
+
+
+def initial_carry(config: GraphConfig, batch_size: int, dtype: Any = jnp.float32) -> Carry:
+  """Zero states for streaming: K+1 LSTM (c, h) pairs, each [B, N, D]."""
+  return tuple(
+      time_stage.zero_state((batch_size, config.num_nodes), config.node_feat_dim, dtype)
+      for _ in range(config.num_process_iter + 1))
+
+
+def not_streamable_reason(config: GraphConfig, train: bool = False) -> str | None:
+  """None if frames can be fed one at a time, else the reason why not."""
+  if config.use_norm == "LN" and config.norm_scope == "clip":
+    return ("the pre-graph LayerNorm spans the whole clip (norm_scope='clip', as the "
+            "original); use norm_scope='per_frame' to stream")
+  if train and (config.pre_graph_bn or config.use_norm == "BN"):
+    return "BatchNorm in training mode uses statistics of the whole batch of clips"
+  return None
+
+
+class RSTGGraph(nn.Module):
+  """Node features in, node outputs out: [B, T, N, C] -> [B, T, N, C_out].
+
+  Call with a whole clip `nodes` [B, T, N, C], or stream with `carry=` (from
+  `initial_carry`) and one frame `nodes` [B, N, C], which returns (carry, O_t [B, N, C_out]).
+  Frame by frame from the zero carry gives exactly the whole-clip outputs whenever
+  `not_streamable_reason` is None (not for the original's whole-clip LayerNorm).
+
+  Attributes:
+    config: the graph settings.
+    project: dense C -> D on the pooled nodes (`project_i3d`) and D -> C on the outputs
+      (`project_back_to_i3d`), so C_out = C; without it C must equal D and C_out = D.
+    dtype: compute dtype; parameters and norm statistics stay float32.
+  """
+  config: GraphConfig
+  project: bool = False
+  dtype: Any = jnp.float32
+
+  def _check_input(self, nodes: jnp.ndarray, frame: bool):
+    cfg = self.config
+    want, shape = (3, "[B, N, C]") if frame else (4, "[B, T, N, C]")
+    if nodes.ndim != want or nodes.shape[-2] != cfg.num_nodes:
+      raise ValueError(f"RSTGGraph expects node features {shape} with N="
+                       f"{cfg.num_nodes}, got shape {nodes.shape}")
+    if not frame and nodes.shape[1] == 0:
+      raise ValueError(f"RSTGGraph got a clip with T=0 frames (shape {nodes.shape})")
+    if not self.project and nodes.shape[-1] != cfg.node_feat_dim:
+      raise ValueError(
+          f"node features have C={nodes.shape[-1]} channels but the graph's "
+          f"node_feat_dim is {cfg.node_feat_dim}; set project=True (as the original does "
+          "at res4/res5/final) or match the widths")
+
+  @nn.compact
+  def __call__(self, nodes: jnp.ndarray, *, train: bool = False,
+               carry: Carry | None = None):
+    cfg = self.config
+    streaming = carry is not None
+    if streaming:
+      reason = not_streamable_reason(cfg, train)
+      if reason is not None:
+        raise ValueError(f"this graph cannot stream: {reason}")
+    self._check_input(nodes, frame=streaming)
+    channels = nodes.shape[-1]
+
+    # Pre-graph processing (spec §4).
+    z = nodes
+    if self.project:
+      z = dense(cfg.node_feat_dim, "project_i3d", self.dtype)(z)
+    z = z.astype(self.dtype)
+    if cfg.pre_graph_bn:
+      z = nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3,
+                       dtype=self.dtype, name="batch_normalization")(z)
+    # 'clip' spans (T, N, D) as the original; 'per_frame' spans (N, D): causal.
+    axes = 3 if (cfg.norm_scope == "clip" and not streaming) else 2
+    z = make_norm(cfg.use_norm, "before_graf", num_axes=axes, train=train,
+                  dtype=self.dtype)(z)
+
+    cell = RSTGCell(cfg, dtype=self.dtype, name="cell")
+    if streaming:
+      carry, out = cell(carry, z, train)
+    elif cfg.scan == "k_pass":
+      out = cell.k_pass(z, train=train)
+    else:
+      out = self._fused_scan(cell, z, train)
+
+    if self.project:
+      out = dense(channels, "project_back_to_i3d", self.dtype)(out)
+    return (carry, out) if streaming else out
+
+  def _fused_scan(self, cell: RSTGCell, z: jnp.ndarray, train: bool) -> jnp.ndarray:
+    """One scan over time carrying the K+1 LSTM states: z [B, T, N, D] -> [B, T, N, D]."""
+    def body(c, carry, z_t):
+      return c(carry, z_t, train)
+
+    if self.config.remat:
+      body = nn.remat(body)
+    scan = nn.scan(body, variable_broadcast="params", variable_carry="batch_stats",
+                   split_rngs={"params": False}, in_axes=1, out_axes=1)
+    _, out = scan(cell, initial_carry(self.config, z.shape[0], z.dtype), z)
+    return out

@@ -1,0 +1,136 @@
+"""The space processing stage of RSTG: messages, attention, node update (spec §5).
+
+One stage maps node states [..., N, D] of single frames to new states [..., N, D]; any
+leading axes ([B] in the fused scan, [B, T] in the K-pass form) are independent frames.
+Parameters are shared across iterations and time by the caller reusing this module.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from rstg_jax.models import graph_layout
+from rstg_jax.models.graph_config import GraphConfig
+from rstg_jax.models.norms import make_norm
+
+# TF layers default to Glorot-uniform kernels and zero biases.
+KERNEL_INIT = nn.initializers.glorot_uniform()
+
+
+def dense(features: int, name: str, dtype: Any) -> nn.Dense:
+  return nn.Dense(features, kernel_init=KERNEL_INIT, dtype=dtype,
+                  param_dtype=jnp.float32, name=name)
+
+
+class PairDense(nn.Module):
+  """The first message layer on every ordered pair u_ij = [z_j ; z_i] (sender first).
+
+  The kernel keeps the original's [2F, M] layout, but W [z_j ; z_i] = W_s z_j + W_r z_i,
+  so it is applied per node and broadcast over the pairs: an N-fold saving over
+  materialising the [..., N, N, 2F] pair tensor.
+
+  Input z [..., N, F] -> pre-activations [..., N (receiver i), N (sender j), M].
+  """
+  features: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, z: jnp.ndarray) -> jnp.ndarray:
+    f = z.shape[-1]
+    kernel = self.param("kernel", KERNEL_INIT, (2 * f, self.features), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+    z = z.astype(self.dtype)
+    kernel = kernel.astype(self.dtype)
+    sender = z @ kernel[:f]            # [..., N, M], indexed by j
+    receiver = z @ kernel[f:] + bias.astype(self.dtype)  # [..., N, M], indexed by i
+    return receiver[..., :, None, :] + sender[..., None, :, :]
+
+
+def attention_weights(logits: jnp.ndarray, adj: jnp.ndarray, adjacency: str) -> jnp.ndarray:
+  """Softmax over senders j of logits [..., N, N].
+
+  'reference': over all N senders (the original; the adjacency was already multiplied
+  into the logits). 'masked': over true neighbours only; a node without neighbours
+  gets all-zero weights.
+  """
+  logits = logits.astype(jnp.float32)
+  if adjacency == "reference":
+    return jax.nn.softmax(logits, axis=-1)
+  neighbour = adj > 0
+  logits = jnp.where(neighbour, logits, -jnp.inf)
+  has_any = jnp.any(neighbour, axis=-1, keepdims=True)
+  logits = jnp.where(has_any, logits, 0.0)
+  return jnp.where(neighbour, jax.nn.softmax(logits, axis=-1), 0.0)
+
+
+class SpaceStage(nn.Module):
+  """Space stage: x [..., N, D] -> x' [..., N, D]. No residual, as in the original."""
+  config: GraphConfig
+  dtype: Any = jnp.float32
+
+  def _aggregate(self, x: jnp.ndarray, msg: jnp.ndarray, adj: jnp.ndarray,
+                 train: bool) -> jnp.ndarray:
+    """Attention-weighted gather of messages [..., N, N, M] -> g [..., N, M]."""
+    cfg = self.config
+    m = cfg.message_dims
+    if cfg.use_att == "dot":
+      q = dense(cfg.node_feat_dim, "att_conv1", self.dtype)(x)  # receiver side
+      k = dense(cfg.node_feat_dim, "att_conv2", self.dtype)(x)  # sender side
+      logits = jnp.einsum("...id,...jd->...ij", q, k)  # no 1/sqrt(d), as the original
+      if cfg.adjacency == "reference":
+        logits = adj * logits
+    elif cfg.use_att == "simple":
+      a = dense(1, "att_conv1", self.dtype)(x)[..., 0]  # receiver score
+      b = dense(1, "att_conv2", self.dtype)(x)[..., 0]  # sender score
+      score = a[..., :, None] + b[..., None, :]
+      if cfg.adjacency == "reference":
+        # Neighbours: LeakyReLU(score) + 1; self and non-neighbours: exactly 0.
+        logits = nn.leaky_relu(adj * score, 0.2) + adj
+      else:
+        logits = nn.leaky_relu(score, 0.2)
+    else:  # 'none': mean over senders (all of them, or the neighbours when masked)
+      logits = jnp.zeros(adj.shape, jnp.float32)
+    alpha = attention_weights(logits, adj, cfg.adjacency).astype(msg.dtype)
+    g = jnp.einsum("...ij,...ijm->...im", alpha, msg)
+    g = g + self.param("att_bias", nn.initializers.zeros, (m,), jnp.float32).astype(g.dtype)
+    if cfg.use_att == "simple":
+      g = make_norm(cfg.use_norm, "att", num_axes=2, train=train, dtype=self.dtype)(g)
+    return nn.relu(g)
+
+  def _update(self, x: jnp.ndarray, g: jnp.ndarray) -> jnp.ndarray:
+    """Node update MLP on [x_i ; g_i] -> [..., N, D], shared or one per scale."""
+    cfg = self.config
+    u = jnp.concatenate([x, g], axis=-1)
+
+    def mlp(h, suffix):
+      for layer in range(cfg.update_layers):
+        h = nn.relu(dense(cfg.node_feat_dim, f"update_conv{layer + 1}{suffix}", self.dtype)(h))
+      return h
+
+    if not cfg.scalewise_update:
+      return mlp(u, "")
+    parts = [mlp(u[..., sl, :], f"_type{t + 1}")
+             for t, sl in enumerate(graph_layout.scale_slices(cfg.scales))]
+    return jnp.concatenate(parts, axis=-2)
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
+    cfg = self.config
+    if x.shape[-2:] != (cfg.num_nodes, cfg.node_feat_dim):
+      raise ValueError(f"SpaceStage expects node states [..., {cfg.num_nodes}, "
+                       f"{cfg.node_feat_dim}], got {x.shape}")
+    adj = jnp.asarray(graph_layout.adjacency(cfg.num_scales, cfg.image_dim), jnp.float32)
+    z = x
+    if cfg.use_positional_emb:
+      pe = jnp.asarray(graph_layout.positional_embedding(cfg.num_scales, cfg.dim_map), x.dtype)
+      z = jnp.concatenate([x, jnp.broadcast_to(pe, x.shape[:-1] + pe.shape[-1:])], axis=-1)
+    msg = nn.relu(PairDense(cfg.message_dims, dtype=self.dtype, name="send_conv1")(z))
+    msg = nn.relu(dense(cfg.message_dims, "send_conv2", self.dtype)(msg))
+    # Statistics per frame over the whole (N, N, M) block of messages.
+    msg = make_norm(cfg.use_norm, "message", num_axes=3, train=train, dtype=self.dtype)(msg)
+    g = self._aggregate(x, msg, adj, train)
+    out = self._update(x, g)
+    return make_norm(cfg.use_norm, "update", num_axes=2, train=train, dtype=self.dtype)(out)
