@@ -1,0 +1,1 @@
+"""Shared helpers of the Something-Something v1 and v2 tfds builders."""
