@@ -68,17 +68,17 @@ TINY = GraphConfig(node_feat_dim=16, message_dims=16)
 def test_branch_is_exactly_zero_at_init(readout, residual_norm):
   block = RSTGBlock(TINY, readout, project=True, residual_norm=residual_norm)
   x = jax.random.normal(jax.random.key(0), (2, 3, 7, 7, 24))
-  variables = block.init(jax.random.key(1), x)
-  y = block.apply(variables, x)
+  variables = jax.jit(block.init)(jax.random.key(1), x)
+  y = jax.jit(block.apply)(variables, x)
   assert y.shape == ((2, 24) if readout == "vec" else x.shape)
   assert np.all(np.asarray(y) == 0.0)
 
 
-def _grads(block, variables, x):
+def _grad_fn(block, x):
+  """One compiled d(loss)/d(params) for every parameter value."""
   def loss(params):
-    y = block.apply({**variables, "params": params}, x)
-    return jnp.sum(jnp.sin(y))
-  return jax.grad(loss)(variables["params"])
+    return jnp.sum(jnp.sin(block.apply({"params": params}, x)))
+  return jax.jit(jax.grad(loss))
 
 
 @pytest.mark.parametrize("cfg,readout,residual_norm", [
@@ -89,16 +89,16 @@ def _grads(block, variables, x):
 def test_gradients_reach_every_parameter(cfg, readout, residual_norm):
   block = RSTGBlock(cfg, readout, project=True, residual_norm=residual_norm)
   x = jax.random.normal(jax.random.key(0), (2, 3, 6, 6, 24))
-  variables = block.init(jax.random.key(1), x)
+  params = jax.jit(block.init)(jax.random.key(1), x)["params"]
+  grad_fn = _grad_fn(block, x)
   if residual_norm == "LN":
     # At init the zero scale blocks the branch (by design): it only gets a gradient.
-    grads = _grads(block, variables, x)
-    flat = flax.traverse_util.flatten_dict(grads)
+    flat = flax.traverse_util.flatten_dict(grad_fn(params))
     assert np.abs(flat[("residual", "after_graph_ln_scale")]).max() > 0
-    params = flax.traverse_util.flatten_dict(variables["params"])
-    params[("residual", "after_graph_ln_scale")] = jnp.ones(24)
-    variables = {**variables, "params": flax.traverse_util.unflatten_dict(params)}
-  flat = flax.traverse_util.flatten_dict(_grads(block, variables, x))
+    flat_params = flax.traverse_util.flatten_dict(params)
+    flat_params[("residual", "after_graph_ln_scale")] = jnp.ones(24)
+    params = flax.traverse_util.unflatten_dict(flat_params)
+  flat = flax.traverse_util.flatten_dict(grad_fn(params))
   dead = [k for k, g in flat.items() if not np.abs(np.asarray(g)).max() > 0]
   assert not dead, f"no gradient reaches {dead}"
 
@@ -106,7 +106,7 @@ def test_gradients_reach_every_parameter(cfg, readout, residual_norm):
 def test_jit_does_not_retrace_for_same_shapes():
   block = RSTGBlock(TINY, "vec", project=True, residual_norm="LN")
   x = jnp.ones((2, 3, 6, 6, 24))
-  variables = block.init(jax.random.key(1), x)
+  variables = jax.jit(block.init)(jax.random.key(1), x)
 
   @jax.jit
   @chex.assert_max_traces(n=1)

@@ -15,6 +15,7 @@ SHAPE = (2, 4, 14, D)  # [B, T, N, D]
 
 
 def small(**kw):
+  kw.setdefault("scan", "fused")
   return GraphConfig(node_feat_dim=D, message_dims=D, **kw)
 
 
@@ -56,15 +57,16 @@ def test_masked_adjacency_and_k_pass_equal_reference(att):
 def test_masked_differs_from_reference_adjacency():
   cfg = small(use_att="dot")
   graph, params, nodes = init_and_apply(cfg)
-  a = graph.apply({"params": params}, nodes)
-  b = RSTGGraph(dataclasses.replace(cfg, adjacency="masked")).apply({"params": params}, nodes)
+  a = jax.jit(graph.apply)({"params": params}, nodes)
+  b = jax.jit(RSTGGraph(dataclasses.replace(cfg, adjacency="masked")).apply)(
+      {"params": params}, nodes)
   assert np.abs(np.asarray(a) - np.asarray(b)).max() > 1e-3
 
 
 def test_per_frame_norm_streams_exactly():
   cfg = small(use_att="dot", norm_scope="per_frame", use_positional_emb=True)
   graph, params, nodes = init_and_apply(cfg)
-  whole = graph.apply({"params": params}, nodes)
+  whole = jax.jit(graph.apply)({"params": params}, nodes)
   np.testing.assert_allclose(whole, ref.rstg_graph(params, nodes, cfg), atol=1e-5, rtol=1e-5)
   carry = initial_carry(cfg, SHAPE[0])
   step = jax.jit(lambda c, x: graph.apply({"params": params}, x, carry=c))
@@ -73,6 +75,9 @@ def test_per_frame_norm_streams_exactly():
     carry, o_t = step(carry, nodes[:, t])
     frames.append(o_t)
   np.testing.assert_allclose(jnp.stack(frames, 1), whole, atol=1e-6)
+  k_pass = jax.jit(RSTGGraph(dataclasses.replace(cfg, scan="k_pass")).apply)(
+      {"params": params}, nodes)
+  np.testing.assert_allclose(jnp.stack(frames, 1), k_pass, atol=1e-5)
 
 
 def test_reference_whole_clip_norm_refuses_to_stream():
@@ -87,9 +92,11 @@ def test_syncmnist_settings_with_batch_norm_eval_mode_k_pass_equals_fused():
   cfg = small(use_att="simple", scalewise_update=False, use_norm="none",
               use_positional_emb=True, pre_graph_bn=True, image_dim=64)
   nodes = jax.random.normal(jax.random.key(0), SHAPE)
-  variables = RSTGGraph(cfg).init(jax.random.key(1), nodes)
-  fused = RSTGGraph(cfg).apply(variables, nodes)
-  kpass = RSTGGraph(dataclasses.replace(cfg, scan="k_pass")).apply(variables, nodes)
+  variables = jax.jit(RSTGGraph(cfg).init)(jax.random.key(1), nodes)
+  fused = jax.jit(RSTGGraph(cfg).apply)(variables, nodes)
+  kpass = jax.jit(RSTGGraph(dataclasses.replace(cfg, scan="k_pass")).apply)(variables, nodes)
   np.testing.assert_allclose(fused, kpass, atol=1e-5)
-  _, updated = RSTGGraph(cfg).apply(variables, nodes, train=True, mutable=["batch_stats"])
+  train_apply = jax.jit(lambda v, x: RSTGGraph(cfg).apply(v, x, train=True,
+                                                         mutable=["batch_stats"]))
+  _, updated = train_apply(variables, nodes)
   assert not np.allclose(updated["batch_stats"]["batch_normalization"]["mean"], 0)

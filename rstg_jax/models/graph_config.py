@@ -41,9 +41,15 @@ class GraphConfig:
     update_layers: depth of the node-update MLP.
     pre_graph_bn: the SyncMNIST BatchNorm on the node features before the graph.
     image_dim: input image side in pixels, used for the region boxes (spec §2.2).
-    scan: 'fused' runs one scan over time carrying K+1 LSTM states (spec §6.3);
-      'k_pass' runs K full-sequence LSTM passes with the space stage between them.
+    scan: how a whole clip is computed; both give the same outputs from the same
+      parameters. 'fused' runs one scan over time carrying the K+1 LSTM states (spec
+      §6.3), the form that streams. 'k_pass' runs the K full-sequence LSTM passes with the
+      space stage on all frames at once between them: larger matmuls, measured faster
+      for training (experiments/bench_graph.py), hence the default. Streaming always
+      uses the fused step.
     remat: rematerialise each scan step in the backward pass (saves memory).
+    unroll: scan unroll factor (XLA); `unroll >= T` also lets XLA's cost analysis count
+      every step (it counts a loop body once).
   """
 
   num_process_iter: int = 3
@@ -60,8 +66,9 @@ class GraphConfig:
   update_layers: int = 2
   pre_graph_bn: bool = False
   image_dim: int = 224
-  scan: str = "fused"
+  scan: str = "k_pass"
   remat: bool = False
+  unroll: int = 1
 
   def __post_init__(self):
     def check(ok: bool, field: str, msg: str):
@@ -80,6 +87,7 @@ class GraphConfig:
           f"must be in [1, dim_map={self.dim_map}]")
     check(self.node_feat_dim >= 1, "node_feat_dim", "must be >= 1")
     check(self.update_layers >= 1, "update_layers", "must be >= 1")
+    check(self.unroll >= 1, "unroll", "must be >= 1")
     # The original feeds messages and node states through the same LSTM (spec §4).
     check(self.message_dims == self.node_feat_dim, "message_dims",
           f"must equal node_feat_dim={self.node_feat_dim} (node states, messages "

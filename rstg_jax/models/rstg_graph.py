@@ -50,9 +50,10 @@ class RSTGCell(nn.Module):
 
   def k_pass(self, zs: jnp.ndarray, train: bool = False) -> jnp.ndarray:
     """The literal schedule: zs [B, T, N, D] -> [B, T, N, D]."""
+    unroll = self.config.unroll
     for _ in range(self.config.num_process_iter):
-      zs = self.space(time_stage.run_lstm(self.lstm_int, zs), train=train)
-    return time_stage.run_lstm(self.lstm_ext, zs)
+      zs = self.space(time_stage.run_lstm(self.lstm_int, zs, unroll), train=train)
+    return time_stage.run_lstm(self.lstm_ext, zs, unroll)
 
 
 def initial_carry(config: GraphConfig, batch_size: int, dtype: Any = jnp.float32) -> Carry:
@@ -149,6 +150,7 @@ class RSTGGraph(nn.Module):
     if self.config.remat:
       body = nn.remat(body)
     scan = nn.scan(body, variable_broadcast="params", variable_carry="batch_stats",
-                   split_rngs={"params": False}, in_axes=1, out_axes=1)
+                   split_rngs={"params": False}, in_axes=1, out_axes=1,
+                   unroll=self.config.unroll)
     _, out = scan(cell, initial_carry(self.config, z.shape[0], z.dtype), z)
     return out

@@ -1,0 +1,115 @@
+"""Benchmark: forward+backward of the RSTG graph, against a same-run matmul rate.
+
+  python experiments/bench_graph.py            # paper and small shapes, both scan forms
+  python experiments/bench_graph.py --json     # one JSON object (paper shape, default scan)
+
+Times a jitted value-and-grad of the graph on node features [B, T, N, D] after warm-up
+(median of several runs), counts its FLOPs with XLA's cost analysis, and measures a
+float32 4096x4096 matmul on the same device in the same run. The ratio
+achieved GFLOP/s / matmul GFLOP/s is comparable across machines; absolute times are not
+(these machines are shared). Target on CPU: ratio >= 0.5 at the paper shape.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+
+from rstg_jax.models.graph_config import GraphConfig
+from rstg_jax.models.rstg_graph import RSTGGraph
+
+SHAPES = {"paper": (8, 16), "small": (2, 8)}  # (B, T); N = 14, D = 512, K = 3
+
+
+def median_seconds(fn, *args, repeats: int) -> float:
+  jax.block_until_ready(fn(*args))  # warm-up (and compile)
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - t0)
+  return statistics.median(times)
+
+
+def flops_of(jitted, *args) -> float:
+  cost = jitted.lower(*args).cost_analysis()
+  if isinstance(cost, (list, tuple)):  # older jax returned one dict per device
+    cost = cost[0]
+  return float(cost["flops"])
+
+
+def matmul_gflops(repeats: int, n: int = 4096) -> float:
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+  seconds = median_seconds(jax.jit(jnp.matmul), a, b, repeats=repeats)
+  return 2 * n ** 3 / seconds / 1e9
+
+
+def train_like_step(cfg: GraphConfig):
+  """Jitted value-and-grad w.r.t. parameters and input nodes."""
+  graph = RSTGGraph(cfg)
+
+  def loss(p, x):
+    return jnp.mean(jnp.square(graph.apply({"params": p}, x)))
+
+  return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+
+
+def bench_graph(cfg: GraphConfig, batch: int, frames: int, repeats: int) -> dict:
+  nodes = jax.random.normal(jax.random.key(0), (batch, frames, cfg.num_nodes,
+                                                cfg.node_feat_dim))
+  params = jax.jit(RSTGGraph(cfg).init)(jax.random.key(1), nodes)["params"]
+  step = train_like_step(cfg)
+  # Cost analysis counts a loop body once: count on the fully unrolled program.
+  flops = flops_of(train_like_step(dataclasses.replace(cfg, unroll=frames)), params, nodes)
+  seconds = median_seconds(step, params, nodes, repeats=repeats)
+  return {"batch": batch, "frames": frames, "scan": cfg.scan, "seconds": seconds,
+          "clips_per_s": batch / seconds, "gflop_per_step": flops / 1e9,
+          "gflops_per_s": flops / seconds / 1e9}
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--json", action="store_true",
+                      help="print one JSON object for the paper shape and --scan")
+  parser.add_argument("--scan", choices=["fused", "k_pass", "both"], default=None,
+                      help="scan form(s) to time (default: both; with --json: the default)")
+  parser.add_argument("--shape", choices=["paper", "small", "both"], default=None)
+  parser.add_argument("--repeats", type=int, default=5)
+  args = parser.parse_args()
+
+  base = GraphConfig()  # dot attention, scalewise, LN, K = 3, D = 512
+  scans = ["fused", "k_pass"] if (args.scan in (None, "both") and not args.json) else [
+      args.scan or base.scan]
+  shape_names = (["paper"] if args.json else ["paper", "small"]) if args.shape in (
+      None, "both") else [args.shape]
+
+  mm = matmul_gflops(args.repeats)
+  rows = []
+  for name in shape_names:
+    for scan in scans:
+      row = bench_graph(dataclasses.replace(base, scan=scan), *SHAPES[name], args.repeats)
+      row.update(shape=name, matmul_gflops_per_s=mm, ratio=row["gflops_per_s"] / mm)
+      rows.append(row)
+      if not args.json:
+        print(f"{name:5s} B={row['batch']} T={row['frames']} scan={scan:6s} "
+              f"{row['clips_per_s']:8.2f} clips/s  {row['gflop_per_step']:7.1f} GFLOP/step  "
+              f"{row['gflops_per_s']:7.1f} GFLOP/s  ratio to matmul {row['ratio']:.2f}",
+              flush=True)
+  if args.json:
+    r = rows[0]
+    print(json.dumps({"clips_per_s": r["clips_per_s"], "gflops_per_s": r["gflops_per_s"],
+                      "matmul_gflops_per_s": mm, "ratio": r["ratio"], "scan": r["scan"],
+                      "device": jax.devices()[0].device_kind}))
+  else:
+    print(f"float32 4096x4096 matmul: {mm:.1f} GFLOP/s on {jax.devices()[0].device_kind}")
+
+
+if __name__ == "__main__":
+  main()
