@@ -1,0 +1,11 @@
+"""C2D ResNet-50 on Something-Something v1 (the original's config_smt_c2d).
+
+`get_config("tiny")` is the same structure at tiny width, depth and clip size (CPU tests).
+"""
+from __future__ import annotations
+
+from rstg_jax import configs_lib
+
+
+def get_config(arg: str | None = None):
+  return configs_lib.smt_config(arg, backbone="c2d")

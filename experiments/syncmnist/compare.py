@@ -1,0 +1,164 @@
+"""RSTG vs the two no-graph baselines on the same 3-digit SyncMNIST, same budget.
+
+  python experiments/syncmnist/compare.py --workdir=runs/syncmnist_compare
+
+Trains configs/syncmnist_{rstg,mean_baseline,lstm_baseline}.py:tiny with the same
+overrides (data, steps, batch, width, optimiser), one after the other in this
+process, then writes into --workdir:
+  results.json   test top-1/top-5, steps, wall time, parameters, eval history
+  results.md     the same as a markdown table
+  accuracy.png   test top-1 against training steps, one curve per model
+Each model trains in its own sub-folder; re-running resumes unfinished runs and
+skips finished ones (it reads their summary.json).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import pathlib
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+
+_REPO = pathlib.Path(__file__).resolve().parents[2]
+# name: (config file, extra overrides)
+MODELS = {
+    "rstg": ("syncmnist_rstg.py", {"combine": "serial", "residual_norm": "none"}),
+    "rstg_plus": ("syncmnist_rstg.py", {"combine": "plus", "residual_norm": "LN"}),
+    "mean": ("syncmnist_mean_baseline.py", {}),
+    "lstm": ("syncmnist_lstm_baseline.py", {}),
+}
+LABELS = {"rstg": "RSTG, serial (the paper's combination)",
+          "rstg_plus": "RSTG (plus: mean baseline + graph)",
+          "mean": "mean over space-time", "lstm": "LSTM over pooled frames"}
+
+_WORKDIR = flags.DEFINE_string("workdir", "runs/syncmnist_compare", "Output folder.")
+_MODELS = flags.DEFINE_list("models", ["rstg", "rstg_plus", "mean", "lstm"],
+                            f"Which models to train, of {list(MODELS)}.")
+_STEPS = flags.DEFINE_integer("steps", 800, "Training steps of every model.")
+_EVAL_EVERY = flags.DEFINE_integer("eval_every", 200, "Steps between test evaluations.")
+_WARMUP = flags.DEFINE_integer("warmup_steps", 50, "Linear warm-up before the cosine decay.")
+_BATCH = flags.DEFINE_integer("batch_size", 16, "Global batch size.")
+_WIDTH = flags.DEFINE_integer("width", 32, "SimpleConv width = graph node width = LSTM units.")
+_LR = flags.DEFINE_float("learning_rate", 1e-3, "Adam peak learning rate.")
+_DATA_CONFIG = flags.DEFINE_string("data_config", "digits3_small", "SyncMNIST builder config.")
+_NUM_TRAIN = flags.DEFINE_integer("num_train", None, "Resize the train split (None: as built).")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data dir (None: the default).")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of every run.")
+_SET = flags.DEFINE_list(
+    "set", [], "More config overrides for every model, e.g. graph.use_norm=none "
+    "(graph.* only affects the RSTG model).")
+
+
+def _config(model: str):
+  path = _REPO / "configs" / MODELS[model][0]
+  spec = importlib.util.spec_from_file_location(path.stem, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  c = module.get_config("tiny")
+  c.update(MODELS[model][1])
+  c.seed = _SEED.value
+  c.backbone.width = c.lstm.units = _WIDTH.value
+  c.graph.node_feat_dim = c.graph.message_dims = _WIDTH.value
+  c.data.config = _DATA_CONFIG.value
+  c.data.num_train = _NUM_TRAIN.value
+  c.data.data_dir = _DATA_DIR.value
+  c.batch_size = _BATCH.value
+  c.optimizer.learning_rate = _LR.value
+  c.num_train_steps = _STEPS.value
+  c.optimizer.warmup_steps = min(_WARMUP.value, _STEPS.value)
+  c.eval_every_steps = _EVAL_EVERY.value
+  c.checkpoint.every_steps = _EVAL_EVERY.value
+  for item in _SET.value:
+    key, value = item.split("=", 1)
+    old = c
+    for part in key.split(".")[:-1]:
+      old = old[part]
+    leaf = key.split(".")[-1]
+    if leaf not in old:
+      raise ValueError(f"--set {item}: no config field {key!r}")
+    kind = type(old[leaf])
+    old[leaf] = (value.lower() in ("1", "true") if kind is bool else
+                 kind(value) if old[leaf] is not None else value)
+  return c
+
+
+def _write_table(results: dict, workdir: str) -> str:
+  lines = ["| model | test top-1 | test top-5 | steps | train wall time (s) | parameters |",
+           "|---|---|---|---|---|---|"]
+  for m, r in results.items():
+    lines.append(f"| {LABELS[m]} | {r['test_top1']:.3f} | {r['test_top5']:.3f} | "
+                 f"{r['steps']} | {r['train_seconds']:.0f} | {r['num_params']:,} |")
+  table = "\n".join(lines) + "\n"
+  with open(os.path.join(workdir, "results.md"), "w") as f:
+    f.write(table)
+  return table
+
+
+def _plot(results: dict, workdir: str, title: str) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(6.4, 4.2))
+  for m, r in results.items():
+    hist = r["eval_history"]
+    ax.plot([h["step"] for h in hist], [h["top1"] for h in hist], marker="o",
+            label=f"{LABELS[m]} ({r['test_top1']:.2f})")
+  ax.axhline(1 / 46, color="grey", ls=":", label="chance (1/46)")
+  # Naming the digits but not which two move together: one of three pairs.
+  ax.axhline(1 / 3, color="grey", ls="--", lw=0.8,
+             label="digits known, sync unknown (~1/3)")
+  ax.set_xlabel("training step")
+  ax.set_ylabel("test top-1 accuracy")
+  ax.set_ylim(0, max(0.5, 1.1 * max(
+      h["top1"] for r in results.values() for h in r["eval_history"])))
+  ax.set_title(title, fontsize=9)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8, loc="upper left")
+  fig.tight_layout()
+  fig.savefig(os.path.join(workdir, "accuracy.png"), dpi=120)
+
+
+def main(argv):
+  del argv
+  from rstg_jax.train import loop  # pylint: disable=g-import-not-at-top
+  loop.quiet_library_logs()
+  workdir = os.path.abspath(_WORKDIR.value)
+  os.makedirs(workdir, exist_ok=True)
+  results = {}
+  for model in _MODELS.value:
+    run_dir = os.path.join(workdir, model)
+    summary_path = os.path.join(run_dir, "summary.json")
+    if os.path.exists(summary_path):
+      with open(summary_path) as f:
+        summary = json.load(f)
+      if summary["steps"] == _STEPS.value:
+        logging.info("%s: already trained, reading %s", model, summary_path)
+        results[model] = summary
+        continue
+    t0 = time.time()
+    results[model] = loop.train_and_evaluate(_config(model), run_dir)
+    logging.info("%s: test top-1 %.3f in %.0f s", model, results[model]["test_top1"],
+                 time.time() - t0)
+  c = _config(_MODELS.value[0])
+  setup = (f"SyncMNIST {c.data.config}"
+           + (f", graph use_norm {c.graph.use_norm}" if "rstg" in _MODELS.value else "")
+           + (f" (train resized to {c.data.num_train})" if c.data.num_train else "")
+           + f", width {c.backbone.width}, batch {c.batch_size}, "
+           f"{c.optimizer.name} lr {c.optimizer.learning_rate:g}, {_STEPS.value} steps")
+  with open(os.path.join(workdir, "results.json"), "w") as f:
+    json.dump({"setup": setup, "results": {
+        m: {k: r[k] for k in ("test_top1", "test_top5", "test_loss", "steps",
+                              "train_seconds", "num_params", "eval_history")}
+        for m, r in results.items()}}, f, indent=1)
+  table = _write_table(results, workdir)
+  _plot(results, workdir, setup)
+  print(setup)
+  print(table)
+
+
+if __name__ == "__main__":
+  app.run(main)

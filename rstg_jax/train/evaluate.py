@@ -1,0 +1,43 @@
+"""Evaluation over a whole split with padded, masked batches."""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+from jax.sharding import Mesh
+import numpy as np
+
+from rstg_jax import parallel
+
+
+def evaluate(eval_step: Callable, state: Any, batches: Iterable[dict[str, np.ndarray]],
+             mesh: Mesh, *, expected_examples: int | None = None) -> dict[str, Any]:
+  """Runs a jitted eval step over every batch and merges the metrics.
+
+  Args:
+    eval_step: jit(eval_step)(state, global_batch) -> EvalMetrics
+      (see parallel.jit_eval_step).
+    state: the train state.
+    batches: this process's batches (with `mask`), e.g. an EvalInput; every
+      process must yield the same number of batches.
+    mesh: the device mesh.
+    expected_examples: if given, the number of real examples the split holds
+      over all processes; a different count raises (every video must count
+      exactly once).
+
+  Returns:
+    The computed metrics: scalars `loss`, `top1`, `top5`, `num_examples` and
+    `per_class_top1` [num_classes] (NaN for absent classes).
+  """
+  merged = None
+  for batch in batches:
+    m = eval_step(state, parallel.host_to_global(batch, mesh))
+    merged = m if merged is None else merged.merge(m)
+  if merged is None:
+    raise ValueError("evaluation got no batches")
+  out = {k: np.asarray(v) for k, v in merged.compute().items()}
+  if expected_examples is not None and int(out["num_examples"]) != expected_examples:
+    raise AssertionError(
+        f"evaluation counted {int(out['num_examples'])} examples but the split "
+        f"holds {expected_examples}")
+  return out
+

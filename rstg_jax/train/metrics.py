@@ -1,0 +1,113 @@
+"""Training and evaluation metrics as clu metric collections.
+
+Every metric takes the evaluation `mask` [B] (1 = real example, 0 = padding),
+so padded examples of the last evaluation batch never count. The collections
+are built inside the jitted steps from global arrays, so their values are
+global over all devices and processes.
+"""
+# No `from __future__ import annotations` here: clu reads the metric classes
+# from the Collection fields' annotations, which must stay real classes.
+from typing import Any
+
+from clu import metrics
+import flax
+import jax.numpy as jnp
+import numpy as np
+
+
+def _topk_correct(logits: jnp.ndarray, labels: jnp.ndarray, k: int) -> jnp.ndarray:
+  """[B] float: 1 where the label is among the k largest logits."""
+  # Rank of the true logit = number of classes with a strictly larger logit.
+  true = jnp.take_along_axis(logits, labels[:, None], axis=-1)
+  rank = jnp.sum(logits > true, axis=-1)
+  return (rank < k).astype(jnp.float32)
+
+
+def _top5(logits, labels, **_):
+  return _topk_correct(logits, labels, 5)
+
+
+@flax.struct.dataclass
+class NumExamples(metrics.Metric):
+  """How many real (unmasked) examples were seen."""
+
+  count: jnp.ndarray
+
+  @classmethod
+  def empty(cls) -> "NumExamples":
+    return cls(count=jnp.array(0, jnp.int32))
+
+  @classmethod
+  def from_model_output(cls, *, labels: jnp.ndarray,
+                        mask: jnp.ndarray | None = None, **_) -> "NumExamples":
+    if mask is None:
+      return cls(count=jnp.array(labels.shape[0], jnp.int32))
+    return cls(count=jnp.sum(mask > 0).astype(jnp.int32))
+
+  def merge(self, other: "NumExamples") -> "NumExamples":
+    return type(self)(count=self.count + other.count)
+
+  def compute(self) -> Any:
+    return self.count
+
+
+@flax.struct.dataclass
+class PerClassAccuracy(metrics.Metric):
+  """Top-1 accuracy of each class; NaN for classes absent from the data.
+
+  Holds [num_classes] counts of correct and seen examples, so it merges over
+  batches exactly.
+  """
+
+  correct: jnp.ndarray
+  total: jnp.ndarray
+
+  @classmethod
+  def from_model_output(cls, *, logits: jnp.ndarray, labels: jnp.ndarray,
+                        mask: jnp.ndarray | None = None,
+                        **_) -> "PerClassAccuracy":
+    num_classes = logits.shape[-1]
+    weight = (jnp.ones(labels.shape, jnp.int32) if mask is None
+              else (mask > 0).astype(jnp.int32))
+    onehot = (labels[:, None] == jnp.arange(num_classes)[None]).astype(
+        jnp.int32) * weight[:, None]                          # [B, classes]
+    hit = (jnp.argmax(logits, -1) == labels).astype(jnp.int32)
+    return cls(correct=jnp.sum(onehot * hit[:, None], 0),
+               total=jnp.sum(onehot, 0))
+
+  def merge(self, other: "PerClassAccuracy") -> "PerClassAccuracy":
+    return type(self)(correct=self.correct + other.correct,
+                      total=self.total + other.total)
+
+  def compute(self) -> Any:
+    correct = np.asarray(self.correct, np.float64)
+    total = np.asarray(self.total, np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+      return np.where(total > 0, correct / np.maximum(total, 1), np.nan)
+
+
+@flax.struct.dataclass
+class TrainMetrics(metrics.Collection):
+  loss: metrics.Average.from_output("loss")
+  top1: metrics.Accuracy
+  grad_norm: metrics.Average.from_output("grad_norm")
+  learning_rate: metrics.LastValue.from_output("learning_rate")
+
+
+@flax.struct.dataclass
+class EvalMetrics(metrics.Collection):
+  loss: metrics.Average.from_output("loss")
+  top1: metrics.Accuracy
+  top5: metrics.Average.from_fun(_top5)
+  per_class_top1: PerClassAccuracy
+  num_examples: NumExamples
+
+
+def scalars(computed: dict[str, Any], prefix: str = "") -> dict[str, float]:
+  """The scalar entries of a computed collection, as floats (for writers)."""
+  out = {}
+  for k, v in computed.items():
+    v = np.asarray(v)
+    if v.ndim == 0:
+      out[prefix + k] = float(v)
+  return out

@@ -1,0 +1,73 @@
+"""Pure train and eval steps (jit and shardings are added by rstg_jax.parallel).
+
+Batches are dicts: `video` [B, T, H, W, C] (uint8 or float, 0-255), `label`
+[B] int32 and, for evaluation, `mask` [B] float32 (0 marks padding).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from rstg_jax.train import losses
+from rstg_jax.train import metrics as metrics_lib
+from rstg_jax.train.train_state import TrainState
+
+Batch = dict[str, Any]
+
+
+def make_train_step(
+    *, base_rng: jax.Array, loss_reduction: str = "mean",
+    learning_rate_fn: Callable[[Any], Any] | None = None,
+) -> Callable[[TrainState, Batch], tuple[TrainState, metrics_lib.TrainMetrics]]:
+  """Returns train_step(state, batch) -> (new_state, TrainMetrics).
+
+  Args:
+    base_rng: the run's base key; the dropout key of step s is
+      fold_in(base_rng, s), so nothing random needs checkpointing and a resumed
+      run draws the same dropout masks as an uninterrupted one.
+    loss_reduction: 'mean' or 'sum' over the global batch (see losses.py).
+    learning_rate_fn: only to report the learning rate in the metrics.
+  """
+  if loss_reduction not in losses.REDUCTIONS:
+    raise ValueError(
+        f"config.loss_reduction={loss_reduction!r} is not one of "
+        f"{losses.REDUCTIONS}")
+
+  def train_step(state: TrainState, batch: Batch):
+    dropout_rng = jax.random.fold_in(base_rng, state.step)
+    labels = batch["label"].astype(jnp.int32)
+
+    def loss_fn(params):
+      logits, updates = state.apply_fn(
+          state.variables(params), batch["video"], train=True,
+          rngs={"dropout": dropout_rng}, mutable=["batch_stats"])
+      loss = losses.cross_entropy(logits, labels, reduction=loss_reduction)
+      return loss, (logits, updates)
+
+    grads, (logits, updates) = jax.grad(loss_fn, has_aux=True)(state.params)
+    new_state = state.apply_gradients(
+        grads=grads,
+        batch_stats=updates.get("batch_stats", state.batch_stats))
+    per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    lr = (learning_rate_fn(state.step) if learning_rate_fn is not None
+          else jnp.nan)
+    metrics = metrics_lib.TrainMetrics.single_from_model_output(
+        loss=per_example, logits=logits, labels=labels,
+        grad_norm=optax.global_norm(grads),
+        learning_rate=jnp.asarray(lr, jnp.float32))
+    return new_state, metrics
+
+  return train_step
+
+
+def eval_step(state: TrainState, batch: Batch) -> metrics_lib.EvalMetrics:
+  """Metrics of one (possibly padded) batch; padding (mask 0) never counts."""
+  labels = batch["label"].astype(jnp.int32)
+  logits = state.apply_fn(state.variables(), batch["video"], train=False)
+  per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  return metrics_lib.EvalMetrics.single_from_model_output(
+      loss=per_example, logits=logits, labels=labels,
+      mask=batch["mask"].astype(jnp.float32))
