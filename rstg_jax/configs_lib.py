@@ -114,3 +114,18 @@ def smt_config(arg: str | None, *, backbone: str, place_graph: str = "none",
     c.eval_every_steps = 10
     c.checkpoint.every_steps = 10
   return c
+
+
+def load_sibling(config_file: str, module_name: str):
+  """Imports `configs/<module_name>.py` next to `config_file`.
+
+  Config files are loaded by path, not as a package, so a module they share cannot be
+  imported by name; the SyncMNIST configs share `syncmnist_common.py` this way.
+  """
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  path = os.path.join(os.path.dirname(os.path.abspath(config_file)), f"{module_name}.py")
+  spec = importlib.util.spec_from_file_location(module_name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
