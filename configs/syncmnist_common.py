@@ -84,6 +84,11 @@ def make_config(model: str, arg: str | None = None) -> ml_collections.ConfigDict
   c.data.eval_split = "test"
   c.data.shuffle_buffer = 4096           # 0 = the whole (per-process) split
   c.data.cache = False                   # keep decoded examples in memory
+  # Training batches are drawn from num_slices equal slices of the split, each
+  # process reading only its own (0: one slice per process). A multiple of
+  # every process count you use (e.g. 8) makes the batches, and the results,
+  # independent of it (experiments/README.md).
+  c.data.num_slices = 0
 
   c.batch_size = 2                       # global; must divide by the devices
   c.eval_batch_size = 32                 # global; must divide by the devices

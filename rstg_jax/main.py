@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import sys
-import threading
 
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
+
+from rstg_jax import distributed
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, e.g. configs/syncmnist_rstg.py:tiny.",
@@ -38,7 +38,11 @@ def main(argv: list[str]) -> None:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], "GPU")
   import jax  # pylint: disable=g-import-not-at-top
+  # A multi-process job (SLURM, Cloud TPU VM, local_cpu.sh, --coordinator_address
+  # ...) is joined before anything starts JAX's backends.
+  distributed.initialize_from_flags()
   from rstg_jax.train import loop  # pylint: disable=g-import-not-at-top
+  from rstg_jax.train import preemption  # pylint: disable=g-import-not-at-top
   loop.quiet_library_logs()
 
   config = _CONFIG.value
@@ -46,20 +50,30 @@ def main(argv: list[str]) -> None:
   logging.info("JAX %s, %d devices (%s), process %d of %d", jax.__version__,
                jax.device_count(), jax.devices()[0].platform,
                jax.process_index(), jax.process_count())
-  # SIGTERM (pre-emption, scancel, kill): checkpoint at the current step and
-  # exit cleanly; re-running the same command resumes. Single-process only:
-  # several processes must agree on the stop step (issue 6).
-  stop = threading.Event()
-  signal.signal(signal.SIGTERM, lambda *_: stop.set())
+  # SIGTERM (pre-emption, scancel, kill): every process stops at the same
+  # step with a checkpoint and exits with status 0; re-running the same
+  # command resumes.
   try:
-    summary = loop.train_and_evaluate(config, workdir, stop_requested=stop.is_set)
+    with preemption.PreemptionWatcher() as watcher:
+      summary = loop.train_and_evaluate(config, workdir,
+                                        stop_requested=watcher.reached)
   except loop.NonFiniteLossError as e:
     logging.error("%s", e)
     print(f"ERROR: {e}", file=sys.stderr)
     sys.exit(1)
+  except Exception:  # pylint: disable=broad-except
+    if jax.process_count() == 1:
+      raise
+    # The other processes wait for this one in a collective, and a normal
+    # exit would block at JAX's shutdown barrier for minutes: exit at once so
+    # that the launcher (srun --kill-on-bad-exit, local_cpu.sh) ends the job.
+    logging.exception("process %d failed", jax.process_index())
+    logging.flush()
+    os._exit(1)  # pylint: disable=protected-access
   if "stopped_at_step" in summary:
-    print(f"stopped by SIGTERM after step {summary['stopped_at_step']} with a "
-          "checkpoint; run the same command again to resume", flush=True)
+    if jax.process_index() == 0:
+      print(f"stopped by SIGTERM after step {summary['stopped_at_step']} with a "
+            "checkpoint; run the same command again to resume", flush=True)
     return
   if jax.process_index() == 0:
     print(f"test top-1 {summary['test_top1']:.4f}  top-5 {summary['test_top5']:.4f}  "

@@ -31,6 +31,7 @@ import numpy as np
 
 from rstg_jax import checkpointing
 from rstg_jax import parallel
+from rstg_jax.data import sliced_input
 from rstg_jax.data import sync_mnist_input
 from rstg_jax.models import syncmnist_model
 from rstg_jax.train import evaluate as evaluate_lib
@@ -154,8 +155,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   os.makedirs(workdir, exist_ok=True)
   is_main = jax.process_index() == 0
   mesh = parallel.make_mesh() if mesh is None else mesh
-  per_process_batch = parallel.per_process_batch_size(
-      config.batch_size, mesh, "config.batch_size")
+  parallel.check_batch_size(config.batch_size, mesh, "config.batch_size")
   per_process_eval_batch = parallel.per_process_batch_size(
       config.eval_batch_size, mesh, "config.eval_batch_size")
   num_steps = int(config.num_train_steps)
@@ -164,10 +164,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     if builder is None:
       builder = sync_mnist_input.load_builder(config.data)
     if train_input is None:
-      train_input = sync_mnist_input.TrainInput(
-          builder, split=config.data.train_split, batch_size=per_process_batch,
-          seed=config.seed, shuffle_buffer=config.data.shuffle_buffer,
-          cache=config.data.cache)
+      def slice_input(index: int, count: int, batch_size: int, seed: int):
+        return sync_mnist_input.TrainInput(
+            builder, split=config.data.train_split, batch_size=batch_size,
+            seed=seed, shuffle_buffer=config.data.shuffle_buffer,
+            cache=config.data.cache, process_index=index, process_count=count)
+      # This process's rows of every global batch, read from its own slices
+      # of the split (config.data.num_slices; 0: one slice per process).
+      train_input = sliced_input.SlicedTrainInput(
+          slice_input, global_batch=config.batch_size, seed=config.seed,
+          num_slices=config.data.get("num_slices") or jax.process_count())
     if eval_input is None:
       eval_input = sync_mnist_input.EvalInput(
           builder, split=config.data.eval_split,
