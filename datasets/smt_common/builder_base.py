@@ -25,7 +25,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from absl import logging
@@ -70,14 +70,28 @@ class SomethingSomethingBase(tfds.core.GeneratorBasedBuilder, skip_registration=
 
   # ---- what each version provides -------------------------------------------------
 
-  @abc.abstractmethod
+  # File names inside the manual folder, and the readers of their format
+  # (`split_files.read_v1_*` for CSV, `read_v2_*` for JSON).
+  LABELS_FILE: str
+  SPLIT_FILE: str  # with a `{split}` field
+  READ_LABELS: Callable[..., list[str]]
+  READ_SPLIT: Callable[..., list[split_files.SplitEntry]]
+
   def _read_labels(self, root: str) -> list[str]:
     """Class names in label-id order."""
+    return type(self).READ_LABELS(os.path.join(root, self.LABELS_FILE),
+                                  num_classes=NUM_CLASSES)
 
-  @abc.abstractmethod
   def _read_splits(self, root: str,
                    class_index: Mapping[str, int]) -> dict[str, list[split_files.SplitEntry]]:
     """Entries of every split."""
+    labels_path = os.path.join(root, self.LABELS_FILE)
+    return {
+        split: type(self).READ_SPLIT(
+            os.path.join(root, self.SPLIT_FILE.format(split=split)), class_index,
+            labelled=split in LABELLED_SPLITS, labels_path=labels_path)
+        for split in SPLITS
+    }
 
   @abc.abstractmethod
   def _videos_on_disk(self, root: str) -> set[str]:

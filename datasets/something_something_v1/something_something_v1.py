@@ -24,7 +24,6 @@ Usage:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 
 import tensorflow_datasets as tfds
 
@@ -39,6 +38,11 @@ SPLIT_FILE = "something-something-v1-{split}.csv"
 
 class SomethingSomethingV1(builder_base.SomethingSomethingBase):
   """Something-Something v1: 174 classes of hand-object interactions (frames)."""
+
+  LABELS_FILE = LABELS_FILE
+  SPLIT_FILE = SPLIT_FILE
+  READ_LABELS = staticmethod(split_files.read_v1_labels)
+  READ_SPLIT = staticmethod(split_files.read_v1_split)
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "One JPEG per frame; short-side-256 and original configs."}
@@ -55,19 +59,6 @@ class SomethingSomethingV1(builder_base.SomethingSomethingBase):
   The frame folders come as split archives
   (`20bn-something-something-v1-??`): `cat 20bn-something-something-v1-?? | tar zx`.
   """
-
-  def _read_labels(self, root: str) -> list[str]:
-    return split_files.read_v1_labels(os.path.join(root, LABELS_FILE),
-                                      num_classes=builder_base.NUM_CLASSES)
-
-  def _read_splits(self, root: str, class_index: Mapping[str, int]):
-    labels_path = os.path.join(root, LABELS_FILE)
-    return {
-        split: split_files.read_v1_split(
-            os.path.join(root, SPLIT_FILE.format(split=split)), class_index,
-            labelled=split in builder_base.LABELLED_SPLITS, labels_path=labels_path)
-        for split in builder_base.SPLITS
-    }
 
   def _videos_on_disk(self, root: str) -> set[str]:
     frames_root = os.path.join(root, FRAMES_DIR)

@@ -19,7 +19,6 @@ Counts are logged and stored in `builder.info.metadata["bad_input"]`.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 
 import tensorflow_datasets as tfds
 
@@ -35,6 +34,11 @@ VIDEO_EXTENSION = ".webm"
 
 class SomethingSomethingV2(builder_base.SomethingSomethingBase):
   """Something-Something v2: 174 classes of hand-object interactions (webm)."""
+
+  LABELS_FILE = LABELS_FILE
+  SPLIT_FILE = SPLIT_FILE
+  READ_LABELS = staticmethod(split_files.read_v2_labels)
+  READ_SPLIT = staticmethod(split_files.read_v2_split)
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Decoded with ffmpeg, one JPEG per frame."}
@@ -53,19 +57,6 @@ class SomethingSomethingV2(builder_base.SomethingSomethingBase):
   Decoding needs the `ffmpeg` and `ffprobe` programs on PATH
   (Debian/Ubuntu: `apt-get install -y ffmpeg`).
   """
-
-  def _read_labels(self, root: str) -> list[str]:
-    return split_files.read_v2_labels(os.path.join(root, LABELS_FILE),
-                                      num_classes=builder_base.NUM_CLASSES)
-
-  def _read_splits(self, root: str, class_index: Mapping[str, int]):
-    labels_path = os.path.join(root, LABELS_FILE)
-    return {
-        split: split_files.read_v2_split(
-            os.path.join(root, SPLIT_FILE.format(split=split)), class_index,
-            labelled=split in builder_base.LABELLED_SPLITS, labels_path=labels_path)
-        for split in builder_base.SPLITS
-    }
 
   def _videos_on_disk(self, root: str) -> set[str]:
     videos_root = os.path.join(root, VIDEOS_DIR)
