@@ -47,7 +47,8 @@ class GraphConfig:
       space stage on all frames at once between them: larger matmuls, measured faster
       for training (experiments/bench_graph.py), hence the default. Streaming always
       uses the fused step.
-    remat: rematerialise each scan step in the backward pass (saves memory).
+    remat: recompute in the backward pass instead of storing (saves memory): each
+      scan step ('fused') or each space stage with its [B, T, N, N, M] messages ('k_pass').
     unroll: scan unroll factor (XLA); `unroll >= T` also lets XLA's cost analysis count
       every step (it counts a loop body once).
   """

@@ -34,7 +34,12 @@ class RSTGCell(nn.Module):
   def setup(self):
     d = self.config.node_feat_dim
     self.lstm_int = time_stage.lstm_cell(d, "lstm_int", self.dtype)
-    self.space = SpaceStage(self.config, dtype=self.dtype, name="space")
+    # In the K-pass form the space stage's [B, T, N, N, M] messages dominate memory;
+    # remat recomputes them in the backward pass (the fused form remats whole steps).
+    space = SpaceStage
+    if self.config.remat and self.config.scan == "k_pass":
+      space = nn.remat(SpaceStage, static_argnums=(2,))
+    self.space = space(self.config, dtype=self.dtype, name="space")
     self.lstm_ext = time_stage.lstm_cell(d, "lstm_ext", self.dtype)
 
   def __call__(self, carry: Carry, z: jnp.ndarray, train: bool = False):
@@ -43,7 +48,7 @@ class RSTGCell(nn.Module):
     for k in range(self.config.num_process_iter):
       state, h = self.lstm_int(carry[k], z)
       new.append(state)
-      z = self.space(h, train=train)
+      z = self.space(h, train)
     state, o = self.lstm_ext(carry[-1], z)
     new.append(state)
     return tuple(new), o
@@ -52,7 +57,7 @@ class RSTGCell(nn.Module):
     """The literal schedule: zs [B, T, N, D] -> [B, T, N, D]."""
     unroll = self.config.unroll
     for _ in range(self.config.num_process_iter):
-      zs = self.space(time_stage.run_lstm(self.lstm_int, zs, unroll), train=train)
+      zs = self.space(time_stage.run_lstm(self.lstm_int, zs, unroll), train)
     return time_stage.run_lstm(self.lstm_ext, zs, unroll)
 
 

@@ -117,7 +117,7 @@ class SpaceStage(nn.Module):
     return jnp.concatenate(parts, axis=-2)
 
   @nn.compact
-  def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
+  def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
     cfg = self.config
     if x.shape[-2:] != (cfg.num_nodes, cfg.node_feat_dim):
       raise ValueError(f"SpaceStage expects node states [..., {cfg.num_nodes}, "
