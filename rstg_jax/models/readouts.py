@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from rstg_jax.models import area_resize
+from rstg_jax.models.norms import tf_batch_norm
 from rstg_jax.models.tf_layer_norm import TFLayerNorm
 
 
@@ -42,7 +43,6 @@ class ResidualNorm(nn.Module):
                          jnp.float32)
       return y * scale.astype(y.dtype)
     if self.kind == "BN":
-      return nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3,
-                          scale_init=nn.initializers.zeros, dtype=self.dtype,
-                          name="after_graph_bn")(y)
+      return tf_batch_norm("after_graph_bn", train, self.dtype,
+                           scale_init=nn.initializers.zeros)(y)
     raise ValueError(f"unknown residual_norm {self.kind!r}; use 'LN', 'BN' or 'none'")

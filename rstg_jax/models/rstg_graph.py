@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from rstg_jax.models import time_stage
 from rstg_jax.models.graph_config import GraphConfig
-from rstg_jax.models.norms import make_norm
+from rstg_jax.models.norms import make_norm, tf_batch_norm
 from rstg_jax.models.space_stage import SpaceStage, dense
 
 Carry = tuple[time_stage.LSTMState, ...]  # K internal states, then the external one
@@ -128,8 +128,7 @@ class RSTGGraph(nn.Module):
       z = dense(cfg.node_feat_dim, "project_i3d", self.dtype)(z)
     z = z.astype(self.dtype)
     if cfg.pre_graph_bn:
-      z = nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3,
-                       dtype=self.dtype, name="batch_normalization")(z)
+      z = tf_batch_norm("batch_normalization", train, self.dtype)(z)
     # 'clip' spans (T, N, D) as the original; 'per_frame' spans (N, D): causal.
     axes = 3 if (cfg.norm_scope == "clip" and not streaming) else 2
     z = make_norm(cfg.use_norm, "before_graf", num_axes=axes, train=train,

@@ -24,6 +24,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from rstg_jax.models.graph_config import GraphConfig
+from rstg_jax.models.norms import tf_batch_norm
 from rstg_jax.models.simple_conv import SimpleConv
 
 HEADS = ("rstg", "mean", "lstm")
@@ -107,8 +108,7 @@ class SyncMNISTClassifier(nn.Module):
     if not self.baseline_bn:
       return x
     # Same settings as the graph's pre-graph BatchNorm (TF defaults).
-    return nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3,
-                        dtype=self.dtype, name="baseline_bn")(x)
+    return tf_batch_norm("baseline_bn", train, self.dtype)(x)
 
 
 def build_model(config: Mapping[str, Any]) -> SyncMNISTClassifier:
