@@ -4,7 +4,8 @@
   python experiments/bench_graph.py --json     # one JSON object (paper shape, default scan)
 
 Times a jitted value-and-grad of the graph on node features [B, T, N, D] after warm-up
-(median of several runs), counts its FLOPs with XLA's cost analysis, and measures a
+(median of several runs), counts its FLOPs with XLA's cost analysis (scan iterations included,
+`rstg_jax.tools.model_report.xla_flops`), and measures a
 float32 4096x4096 matmul on the same device in the same run, interleaved with the graph
 runs so that both see the same load; the ratio is the median of per-pair ratios. The ratio
 achieved GFLOP/s / matmul GFLOP/s is comparable across machines; absolute times are not
@@ -23,6 +24,7 @@ import jax.numpy as jnp
 
 from rstg_jax.models.graph_config import GraphConfig
 from rstg_jax.models.rstg_graph import RSTGGraph
+from rstg_jax.tools import model_report
 
 SHAPES = {"paper": (8, 16), "small": (2, 8)}  # (B, T); N = 14, D = 512, K = 3
 
@@ -47,13 +49,6 @@ class Matmul:
     return 2 * self.n ** 3 / seconds_of(self.fn, self.a, self.b) / 1e9
 
 
-def flops_of(jitted, *args) -> float:
-  cost = jitted.lower(*args).cost_analysis()
-  if isinstance(cost, (list, tuple)):  # older jax returned one dict per device
-    cost = cost[0]
-  return float(cost["flops"])
-
-
 def train_like_step(cfg: GraphConfig):
   """Jitted value-and-grad w.r.t. parameters and input nodes."""
   graph = RSTGGraph(cfg)
@@ -70,8 +65,8 @@ def bench_graph(cfg: GraphConfig, batch: int, frames: int, repeats: int,
                                                 cfg.node_feat_dim))
   params = jax.jit(RSTGGraph(cfg).init)(jax.random.key(1), nodes)["params"]
   step = train_like_step(cfg)
-  # Cost analysis counts a loop body once: count on the fully unrolled program.
-  flops = flops_of(train_like_step(dataclasses.replace(cfg, unroll=frames)), params, nodes)
+  # XLA's cost analysis counts a loop body once; xla_flops adds every iteration back.
+  flops = model_report.xla_flops(step, params, nodes)
   seconds_of(step, params, nodes)  # warm-up (and compile)
   times, mm_rates, ratios = [], [], []
   for _ in range(repeats):

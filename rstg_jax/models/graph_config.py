@@ -49,8 +49,7 @@ class GraphConfig:
       uses the fused step.
     remat: recompute in the backward pass instead of storing (saves memory): each
       scan step ('fused') or each space stage with its [B, T, N, N, M] messages ('k_pass').
-    unroll: scan unroll factor (XLA); `unroll >= T` also lets XLA's cost analysis count
-      every step (it counts a loop body once).
+    unroll: scan unroll factor passed to XLA (a speed knob; outputs are unchanged).
   """
 
   num_process_iter: int = 3
