@@ -47,6 +47,7 @@ def make_config(model: str, arg: str | None = None) -> ml_collections.ConfigDict
 
   c.backbone = ml_collections.ConfigDict()
   c.backbone.width = 512     # SimpleConv filters (num_filters)
+  c.backbone.input_scale = 1.0  # pixel factor: 1.0 = raw 0-255 (the paper)
 
   # Every GraphConfig field (rstg_jax/models/graph_config.py), so any can be
   # overridden from the command line; the paper's SyncMNIST values (spec §9.5:

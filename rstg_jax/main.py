@@ -76,8 +76,11 @@ def main(argv: list[str]) -> None:
             "checkpoint; run the same command again to resume", flush=True)
     return
   if jax.process_index() == 0:
-    print(f"test top-1 {summary['test_top1']:.4f}  top-5 {summary['test_top5']:.4f}  "
-          f"({summary['test_num_examples']} videos, {summary['steps']} steps, "
+    pair = ("" if "test_pair_top1" not in summary else
+            f"  synchronous-pair top-1 {summary['test_pair_top1']:.4f} (chance "
+            "1/3 with 3 digits)")
+    print(f"test top-1 {summary['test_top1']:.4f}  top-5 {summary['test_top5']:.4f}"
+          f"{pair}  ({summary['test_num_examples']} videos, {summary['steps']} steps, "
           f"{summary['train_seconds']:.0f} s training); summary: "
           f"{os.path.join(workdir, 'summary.json')}", flush=True)
 

@@ -69,6 +69,7 @@ def test_main_trains_evaluates_and_writes_summary(tmp_path, capsys, monkeypatch)
   assert summary["steps"] == 2
   assert summary["test_num_examples"] == 10       # 10 videos, batches of 8
   assert 0.0 <= summary["test_top1"] <= summary["test_top5"] <= 1.0
+  assert 0.0 <= summary["test_pair_top1"] <= 1.0  # the eval batches carry digits
   assert summary["train_seconds"] > 0
   assert summary["config"]["model"] == "rstg"
   assert summary["config"]["graph"]["num_process_iter"] == 1

@@ -11,10 +11,10 @@ import pytest
 from rstg_jax.models.simple_conv import SimpleConv, max_pool_2x2
 
 
-def _reference(params, video):
-  """Per frame: 3 x (VALID 3x3 conv + bias, ReLU, 2x2/2 VALID max-pool), raw pixels."""
+def _reference(params, video, scale=1.0):
+  """Per frame: 3 x (VALID 3x3 conv + bias, ReLU, 2x2/2 VALID max-pool), pixels x scale."""
   b, t = video.shape[:2]
-  x = video.reshape((b * t,) + video.shape[2:]).astype(jnp.float32)
+  x = video.reshape((b * t,) + video.shape[2:]).astype(jnp.float32) * scale
   for i in (1, 2, 3):
     p = params[f"conv{i}"]
     x = lax.conv_general_dilated(x, p["kernel"], (1, 1), "VALID",
@@ -34,6 +34,15 @@ def test_shapes_and_values_match_reference():
   ref = jax.jit(_reference)(variables["params"], video)
   # Raw 0..255 inputs give large activations: compare relative to their scale.
   np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-4 * float(jnp.max(ref)))
+  # input_scale multiplies the pixels before the first conv. Non-zero biases
+  # make that differ from scaling the output (with zero biases, as at init,
+  # the net is positively homogeneous and the two agree).
+  biased = jax.tree_util.tree_map_with_path(
+      lambda path, x: x + 0.1 if path[-1].key == "bias" else x, variables)
+  scaled = jax.jit(SimpleConv(width=8, input_scale=1 / 255).apply)(biased, video)
+  ref_scaled = _reference(biased["params"], video, 1 / 255)
+  np.testing.assert_allclose(scaled, ref_scaled, rtol=1e-5, atol=1e-5)
+  assert not np.allclose(scaled, apply(biased, video) / 255, atol=1e-3)
   # Frames are processed independently: changing frame 2 changes only frame 2.
   video2 = video.copy()
   video2[:, 2] = 0

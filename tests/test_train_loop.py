@@ -108,7 +108,7 @@ def test_resumed_run_equals_uninterrupted_run(data, tmp_path):
     assert json.load(f)["test_top1"] == full["test_top1"]
   assert full["steps"] == resumed["steps"] == 8
   assert full["test_num_examples"] == NUM_TEST
-  for key in ("test_top1", "test_top5", "test_loss", "eval_history"):
+  for key in ("test_top1", "test_top5", "test_pair_top1", "test_loss", "eval_history"):
     assert full[key] == resumed[key], key
   a, b = _state_arrays(tmp_path / "full", 8), _state_arrays(tmp_path / "resumed", 8)
   jax.tree.map(np.testing.assert_array_equal, a, b)   # bit-identical

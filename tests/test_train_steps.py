@@ -155,6 +155,8 @@ def test_warmup_cosine_schedule_and_clipping():
                              [0.0, 0.5, 1.0, 0.55, 0.1], rtol=1e-5, atol=1e-7)
   with pytest.raises(ValueError, match="warmup_steps"):
     optimizers.learning_rate_schedule(cfg, 5)
+  with pytest.raises(ValueError, match="no steps for the cosine decay"):
+    optimizers.learning_rate_schedule(cfg, 10)   # optax itself fails obscurely
   tx = optimizers.make_optimizer({**cfg, "momentum": 0.0, "name": "momentum"}, 1.0)
   params = {"w": jnp.zeros(2)}
   updates, _ = tx.update({"w": jnp.array([30.0, 40.0])}, tx.init(params), params)
@@ -187,3 +189,47 @@ def test_eval_metrics_ignore_padding_and_match_numpy():
   per_class = out["per_class_top1"]
   assert per_class.shape == (46,)
   assert per_class[3] == 0.5 and np.isnan(per_class[0]) and np.isnan(per_class[9])
+
+
+def test_sync_pair_accuracy_matches_python_reference():
+  """Only synchronous, unpadded videos count; pairs come from the present digits."""
+  from itertools import combinations
+  from rstg_datasets.sync_mnist import pair_labels
+  rng = np.random.RandomState(1)
+  n, num_digits = 64, 3
+  digits = np.stack([rng.choice(10, num_digits, replace=False) for _ in range(n)])
+  labels = np.array([pair_labels.pair_label(d[0], d[1]) for d in digits], np.int32)
+  labels[:5] = pair_labels.NO_SYNC_LABEL           # class 45 never counts
+  mask = np.ones(n, np.float32)
+  mask[-7:] = 0                                    # nor does padding
+  logits = rng.randn(n, 46).astype(np.float32)
+  # Half the videos get their pair pushed up; the wrong pair of one of them
+  # is pushed higher still.
+  logits[::2][np.arange(n // 2), labels[::2]] += 3.0
+  wrong = pair_labels.pair_label(digits[10, 0], digits[10, 2])
+  logits[10, wrong] = logits[10, labels[10]] + 1.0
+  whole = metrics.SyncPairAccuracy.from_model_output(
+      logits=jnp.asarray(logits), labels=jnp.asarray(labels),
+      digits=jnp.asarray(digits, jnp.int32), mask=jnp.asarray(mask))
+  half = n // 2
+  m = metrics.SyncPairAccuracy.from_model_output(
+      logits=jnp.asarray(logits[:half]), labels=jnp.asarray(labels[:half]),
+      digits=jnp.asarray(digits[:half]), mask=jnp.asarray(mask[:half])).merge(
+          metrics.SyncPairAccuracy.from_model_output(
+              logits=jnp.asarray(logits[half:]), labels=jnp.asarray(labels[half:]),
+              digits=jnp.asarray(digits[half:]), mask=jnp.asarray(mask[half:])))
+  hits = []
+  for i in range(n):
+    if labels[i] == pair_labels.NO_SYNC_LABEL or mask[i] == 0:
+      continue
+    pairs = [pair_labels.pair_label(digits[i, a], digits[i, b])
+             for a, b in combinations(range(num_digits), 2)]
+    best = max(pairs, key=lambda p: logits[i, p])
+    hits.append(best == labels[i])
+  assert int(m.total) == int(whole.total) == len(hits) == n - 5 - 7
+  assert int(m.correct) == int(whole.correct)      # merging = one pass
+  np.testing.assert_allclose(m.compute(), np.mean(hits))
+  assert 0.4 < m.compute() < 0.9                  # neither trivial case
+  assert not hits[10 - 5]                          # the pushed wrong pair won
+  empty = metrics.SyncPairAccuracy.empty()
+  assert np.isnan(empty.compute())

@@ -12,7 +12,8 @@ zero videos of `mask` 0 up to the same number of batches on every process, so
 every video counts exactly once whatever the batch size or process count.
 
 Batches are dicts of numpy arrays: `video` uint8 [B, T, H, W, C], `label`
-int32 [B] and, for evaluation, `mask` float32 [B].
+int32 [B] and, for evaluation, `mask` float32 [B] and `digits` int32 [B, n]
+(the classes of the n digits, for the synchronous-pair accuracy).
 """
 from __future__ import annotations
 
@@ -44,15 +45,21 @@ def _select(example: dict[str, Any]) -> dict[str, tf.Tensor]:
           "label": tf.cast(example["label"], tf.int32)}
 
 
+def _select_eval(example: dict[str, Any]) -> dict[str, tf.Tensor]:
+  # The digit classes feed the synchronous-pair accuracy (SyncPairAccuracy).
+  return {**_select(example), "digits": tf.cast(example["digits"], tf.int32)}
+
+
 def _num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:
   return int(builder.info.splits[split].num_examples)
 
 
-def _read(builder, split: str, *, shuffle_seed: int | None) -> tf.data.Dataset:
+def _read(builder, split: str, *, shuffle_seed: int | None,
+          select=_select) -> tf.data.Dataset:
   read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed)
   ds = builder.as_dataset(split=split, shuffle_files=shuffle_seed is not None,
                           read_config=read_config)
-  return ds.map(_select, num_parallel_calls=tf.data.AUTOTUNE)
+  return ds.map(select, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 class TrainInput:
@@ -143,7 +150,8 @@ class EvalInput:
     self.local_split = slices[self.process_index]
     self.local_examples = sizes[self.process_index]
     self.num_batches = max(1, math.ceil(max(sizes) / self.batch_size))
-    ds = _read(self.builder, self.local_split, shuffle_seed=None)
+    ds = _read(self.builder, self.local_split, shuffle_seed=None,
+               select=_select_eval)
     self._ds = ds.cache() if self.cache else ds
 
   def _padded(self) -> tf.data.Dataset:

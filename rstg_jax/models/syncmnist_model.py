@@ -39,6 +39,7 @@ class SyncMNISTClassifier(nn.Module):
     head: 'rstg' | 'mean' | 'lstm'.
     num_classes: 46 for SyncMNIST (spec §9.4).
     backbone_width: SimpleConv filters.
+    input_scale: SimpleConv's pixel factor (1.0, raw 0-255, in the paper).
     graph: settings of the RSTG graph (head 'rstg' only). When its
       node_feat_dim differs from backbone_width, dense projections map
       backbone -> graph width and back (RSTGBlock.project).
@@ -59,6 +60,7 @@ class SyncMNISTClassifier(nn.Module):
   head: str = "rstg"
   num_classes: int = 46
   backbone_width: int = 512
+  input_scale: float = 1.0
   graph: GraphConfig | None = None
   combine: str = "serial"
   residual_norm: str = "none"
@@ -73,8 +75,8 @@ class SyncMNISTClassifier(nn.Module):
     """Maps a video [B, T, H, W, 1] (0-255, any dtype) to logits [B, num_classes]."""
     if self.head not in HEADS:
       raise ValueError(f"model head {self.head!r} is not one of {HEADS}")
-    fmap = SimpleConv(width=self.backbone_width, dtype=self.dtype,
-                      name="backbone")(video)                    # [B, T, h, w, W]
+    fmap = SimpleConv(width=self.backbone_width, input_scale=self.input_scale,
+                      dtype=self.dtype, name="backbone")(video)  # [B, T, h, w, W]
     if self.head == "rstg":
       if self.graph is None:
         raise ValueError("head 'rstg' needs a GraphConfig (config.graph)")
@@ -114,7 +116,8 @@ class SyncMNISTClassifier(nn.Module):
 def build_model(config: Mapping[str, Any]) -> SyncMNISTClassifier:
   """Builds the classifier from a config (see configs/syncmnist_common.py).
 
-  Reads `model`, `num_classes`, `backbone.width`, `graph` (a mapping of
+  Reads `model`, `num_classes`, `backbone.width`, `backbone.input_scale`
+  (default 1.0), `graph` (a mapping of
   GraphConfig fields), `lstm.units`, `lstm.readout`, `dropout_rate`, `dtype`.
   """
   head = config["model"]
@@ -127,6 +130,7 @@ def build_model(config: Mapping[str, Any]) -> SyncMNISTClassifier:
       head=head,
       num_classes=config["num_classes"],
       backbone_width=config["backbone"]["width"],
+      input_scale=config["backbone"].get("input_scale", 1.0),
       graph=graph,
       combine=config["combine"],
       residual_norm=config["residual_norm"],

@@ -274,7 +274,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         ev = run_eval()
       eval_metrics = {"eval_top1": float(ev["top1"])}
       history.append({"step": step, "top1": float(ev["top1"]),
-                      "top5": float(ev["top5"]), "loss": float(ev["loss"])})
+                      "top5": float(ev["top5"]), "loss": float(ev["loss"]),
+                      **({"pair_top1": float(ev["pair_top1"])}
+                         if "pair_top1" in ev else {})})
       writer.write_scalars(step, metrics_lib.scalars(ev, "eval_"))
       if step == num_steps:
         final = ev
@@ -309,6 +311,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       "test_loss": float(final["loss"]),
       "test_num_examples": int(final["num_examples"]),
       "test_per_class_top1": final["per_class_top1"],
+      # SyncMNIST: synchronous pair vs the other pairs of present digits.
+      **({"test_pair_top1": float(final["pair_top1"])}
+         if "pair_top1" in final else {}),
       "steps": int(jax.device_get(state.step)),
       "train_seconds": train_seconds,
       "num_params": parameter_overview.count_parameters(state.params),
@@ -319,9 +324,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   if is_main:
     with open(os.path.join(workdir, "summary.json"), "w") as f:
       json.dump(summary, f, indent=1)
-    logging.info("Test top-1 %.4f, top-5 %.4f over %d videos after %d steps "
+    pair = ("" if "test_pair_top1" not in summary else
+            f", synchronous-pair top-1 {summary['test_pair_top1']:.4f}")
+    logging.info("Test top-1 %.4f, top-5 %.4f%s over %d videos after %d steps "
                  "(%.0f s training)", summary["test_top1"], summary["test_top5"],
-                 summary["test_num_examples"], summary["steps"], train_seconds)
+                 pair, summary["test_num_examples"], summary["steps"],
+                 train_seconds)
   writer.close()
   return summary
 

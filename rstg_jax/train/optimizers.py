@@ -39,6 +39,11 @@ def learning_rate_schedule(cfg: Mapping[str, Any],
         f"config.optimizer.warmup_steps={warmup} must be in [0, "
         f"num_train_steps={num_train_steps}]")
   if schedule == "warmup_cosine":
+    if warmup >= num_train_steps:
+      raise ValueError(
+          f"config.optimizer.warmup_steps={warmup} leaves no steps for the "
+          f"cosine decay of schedule 'warmup_cosine': it must be below "
+          f"num_train_steps={num_train_steps}")
     return optax.warmup_cosine_decay_schedule(
         init_value=0.0, peak_value=lr, warmup_steps=warmup,
         decay_steps=max(num_train_steps, 1),

@@ -1,7 +1,8 @@
 """Pure train and eval steps (jit and shardings are added by rstg_jax.parallel).
 
 Batches are dicts: `video` [B, T, H, W, C] (uint8 or float, 0-255), `label`
-[B] int32 and, for evaluation, `mask` [B] float32 (0 marks padding).
+[B] int32 and, for evaluation, `mask` [B] float32 (0 marks padding) and, for
+SyncMNIST, `digits` [B, n] int32 (the digit classes, see eval_step).
 """
 from __future__ import annotations
 
@@ -64,10 +65,17 @@ def make_train_step(
 
 
 def eval_step(state: TrainState, batch: Batch) -> metrics_lib.EvalMetrics:
-  """Metrics of one (possibly padded) batch; padding (mask 0) never counts."""
+  """Metrics of one (possibly padded) batch; padding (mask 0) never counts.
+
+  A batch with SyncMNIST `digits` [B, n] also gets `pair_top1`
+  (metrics.SyncPairAccuracy).
+  """
   labels = batch["label"].astype(jnp.int32)
   logits = state.apply_fn(state.variables(), batch["video"], train=False)
   per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-  return metrics_lib.EvalMetrics.single_from_model_output(
-      loss=per_example, logits=logits, labels=labels,
-      mask=batch["mask"].astype(jnp.float32))
+  outputs = dict(loss=per_example, logits=logits, labels=labels,
+                 mask=batch["mask"].astype(jnp.float32))
+  if "digits" in batch:
+    return metrics_lib.SyncMnistEvalMetrics.single_from_model_output(
+        digits=batch["digits"].astype(jnp.int32), **outputs)
+  return metrics_lib.EvalMetrics.single_from_model_output(**outputs)
