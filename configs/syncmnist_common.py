@@ -107,6 +107,7 @@ def make_config(model: str, arg: str | None = None) -> ml_collections.ConfigDict
   c.optimizer.eps = 1e-8
   c.optimizer.weight_decay = 0.0         # never on biases / norms
   c.optimizer.grad_clip_norm = 0.0       # 0 = no clipping
+  c.optimizer.graph_lr_factor = 1.0      # learning rate factor of the graph modules
 
   c.num_train_steps = 300_000
   c.log_every_steps = 50                 # train metrics to the writers

@@ -99,7 +99,7 @@ def smt_config(arg: str | None, *, backbone: str, place_graph: str = "none",
   c.optimizer = ml_collections.ConfigDict(dict(
       name="nesterov", learning_rate=1e-4, schedule="constant", warmup_steps=0,
       end_lr_factor=0.0, momentum=0.9, b1=0.9, b2=0.999, eps=1e-8,
-      weight_decay=0.0, grad_clip_norm=0.0))
+      weight_decay=0.0, grad_clip_norm=0.0, graph_lr_factor=1.0))
   c.num_train_steps = 100 * SMT_V1_TRAIN_VIDEOS // c.batch_size
   c.log_every_steps = 50               # print_every
   c.progress_every_secs = 60.0

@@ -233,3 +233,22 @@ def test_sync_pair_accuracy_matches_python_reference():
   assert not hits[10 - 5]                          # the pushed wrong pair won
   empty = metrics.SyncPairAccuracy.empty()
   assert np.isnan(empty.compute())
+
+
+def test_graph_lr_factor_scales_only_graph_updates():
+  params = {"backbone": {"kernel": jnp.ones(3)}, "graph": {"dense": {"kernel": jnp.ones(3)}},
+            "graph_res3": {"bias": jnp.ones(3)}, "pred": {"graph_like": jnp.ones(3)}}
+  grads = jax.tree.map(lambda p: jnp.array([0.5, -2.0, 3.0]), params)
+  cfg = {"name": "adam", "learning_rate": 1e-2}
+  plain, _ = optimizers.make_optimizer(cfg, 1e-2).update(grads, optimizers.make_optimizer(
+      cfg, 1e-2).init(params), params)
+  tx = optimizers.make_optimizer({**cfg, "graph_lr_factor": 0.1}, 1e-2)
+  scaled, _ = tx.update(grads, tx.init(params), params)
+  # Module names starting with 'graph' are the graph; a leaf named so is not.
+  for path in (("graph", "dense", "kernel"), ("graph_res3", "bias")):
+    a, b = plain, scaled
+    for k in path:
+      a, b = a[k], b[k]
+    np.testing.assert_allclose(b, 0.1 * a, rtol=1e-6)
+  np.testing.assert_allclose(scaled["backbone"]["kernel"], plain["backbone"]["kernel"])
+  np.testing.assert_allclose(scaled["pred"]["graph_like"], plain["pred"]["graph_like"])

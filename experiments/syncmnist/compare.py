@@ -49,6 +49,9 @@ _GRAPH_WIDTH = flags.DEFINE_integer(
 _INPUT_SCALE = flags.DEFINE_float(
     "input_scale", 1 / 255, "Pixel factor of SimpleConv (1.0: raw 0-255, the paper).")
 _LR = flags.DEFINE_float("learning_rate", 3e-3, "Adam peak learning rate.")
+_GRAPH_LR_FACTOR = flags.DEFINE_float(
+    "graph_lr_factor", 0.1, "Learning-rate factor of the RSTG graph (1.0: the "
+    "graph output collapses to a constant within ~100 steps at 3e-3).")
 _DATA_CONFIG = flags.DEFINE_string("data_config", "digits3_small", "SyncMNIST builder config.")
 _NUM_TRAIN = flags.DEFINE_integer(
     "num_train", 20_000, "Resize the train split (None: as built; 20 000 builds "
@@ -78,6 +81,7 @@ def _config(model: str):
   c.data.data_dir = _DATA_DIR.value
   c.batch_size = _BATCH.value
   c.optimizer.learning_rate = _LR.value
+  c.optimizer.graph_lr_factor = _GRAPH_LR_FACTOR.value
   c.num_train_steps = _STEPS.value
   c.optimizer.warmup_steps = min(_WARMUP.value, _STEPS.value // 2)
   c.eval_every_steps = _EVAL_EVERY.value
