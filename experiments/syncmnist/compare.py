@@ -38,7 +38,7 @@ LABELS = {"rstg": "RSTG, serial (the paper's combination)",
 _WORKDIR = flags.DEFINE_string("workdir", "runs/syncmnist_compare", "Output folder.")
 _MODELS = flags.DEFINE_list("models", ["rstg", "rstg_plus", "mean", "lstm"],
                             f"Which models to train, of {list(MODELS)}.")
-_STEPS = flags.DEFINE_integer("steps", 6000, "Training steps of every model.")
+_STEPS = flags.DEFINE_integer("steps", 4000, "Training steps of every model.")
 _EVAL_EVERY = flags.DEFINE_integer("eval_every", 500, "Steps between test evaluations.")
 _WARMUP = flags.DEFINE_integer("warmup_steps", 50, "Linear warm-up before the cosine decay.")
 _BATCH = flags.DEFINE_integer("batch_size", 16, "Global batch size.")
@@ -176,7 +176,8 @@ def main(argv):
            + (f" (train resized to {c.data.num_train})" if c.data.num_train else "")
            + f", width {c.backbone.width} (graph/LSTM {c.lstm.units}), "
            f"pixels x{c.backbone.input_scale:.4g}, batch {c.batch_size}, "
-           f"{c.optimizer.name} lr {c.optimizer.learning_rate:g}, {_STEPS.value} steps")
+           f"{c.optimizer.name} lr {c.optimizer.learning_rate:g} (graph x"
+           f"{c.optimizer.graph_lr_factor:g}), {_STEPS.value} steps")
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump({"setup": setup, "results": {
         m: {k: r.get(k) for k in ("test_top1", "test_top5", "test_pair_top1",
