@@ -6,6 +6,10 @@ Pairs {i, j} with i > j are numbered in the order i = 0..9 (outer), j = 0..i-1
 """
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+
 NUM_DIGIT_CLASSES = 10
 NUM_PAIR_CLASSES = NUM_DIGIT_CLASSES * (NUM_DIGIT_CLASSES - 1) // 2  # 45
 NO_SYNC_LABEL = NUM_PAIR_CLASSES  # 45
@@ -17,7 +21,15 @@ def pair_label(a: int, b: int) -> int:
   a, b = int(a), int(b)
   if a == b or not (0 <= a < NUM_DIGIT_CLASSES and 0 <= b < NUM_DIGIT_CLASSES):
     raise ValueError(f"pair_label needs two distinct digits in 0..9, got ({a}, {b})")
-  i, j = max(a, b), min(a, b)
+  return int(pair_label_array(a, b))
+
+
+def pair_label_array(a: Any, b: Any, xp: Any = np) -> Any:
+  """`pair_label` elementwise over arrays of distinct digit classes (unchecked).
+
+  `xp` is the array module (numpy, or jax.numpy inside jit).
+  """
+  i, j = xp.maximum(a, b), xp.minimum(a, b)
   return i * (i - 1) // 2 + j
 
 

@@ -96,7 +96,7 @@ class SyncPairAccuracy(metrics.Metric):
   A model that recognises the digits but not their motion scores 1 / 3 with
   3 digits (1 / 10 with 5); only one that sees which digits move together
   does better. Videos of class 45 (no synchronous pair) and padding do not
-  count. Pair ids follow rstg_datasets.sync_mnist.pair_labels.
+  count. Pair ids and the no-sync class come from rstg_datasets.sync_mnist.pair_labels.
   """
 
   correct: jnp.ndarray
@@ -110,17 +110,16 @@ class SyncPairAccuracy(metrics.Metric):
   def from_model_output(cls, *, logits: jnp.ndarray, labels: jnp.ndarray,
                         digits: jnp.ndarray, mask: jnp.ndarray | None = None,
                         **_) -> "SyncPairAccuracy":
-    num_digits = digits.shape[-1]
-    first, second = np.triu_indices(num_digits, k=1)        # static pair list
-    hi = jnp.maximum(digits[:, first], digits[:, second])
-    lo = jnp.minimum(digits[:, first], digits[:, second])
-    pairs = (hi * (hi - 1) // 2 + lo).astype(jnp.int32)     # [B, P] class ids
+    # Imported here: the package's __init__ registers the tfds builder.
+    from rstg_datasets.sync_mnist import pair_labels  # pylint: disable=g-import-not-at-top
+    first, second = np.triu_indices(digits.shape[-1], k=1)  # static pair list
+    pairs = pair_labels.pair_label_array(
+        digits[:, first], digits[:, second], xp=jnp).astype(jnp.int32)  # [B, P]
     pair_logits = jnp.take_along_axis(logits, pairs, axis=-1)
     true = jnp.take_along_axis(logits, labels[:, None], axis=-1)
     others = jnp.where(pairs == labels[:, None], -jnp.inf, pair_logits)
     hit = (true[:, 0] > jnp.max(others, axis=-1)).astype(jnp.int32)
-    # The last class (45 of 46) is "no synchronous pair".
-    counted = (labels < logits.shape[-1] - 1).astype(jnp.int32)
+    counted = (labels != pair_labels.NO_SYNC_LABEL).astype(jnp.int32)
     if mask is not None:
       counted = counted * (mask > 0).astype(jnp.int32)
     return cls(correct=jnp.sum(hit * counted), total=jnp.sum(counted))
