@@ -18,6 +18,7 @@ read by `rstg_jax.data.smt_input` from `config.dataset`; the model keys by
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import ml_collections
 
@@ -116,16 +117,22 @@ def smt_config(arg: str | None, *, backbone: str, place_graph: str = "none",
   return c
 
 
+def load_config_file(path: str | os.PathLike):
+  """Imports a config file (e.g. configs/syncmnist_rstg.py) by path; returns the module."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  path = os.fspath(path)
+  name = os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
 def load_sibling(config_file: str, module_name: str):
   """Imports `configs/<module_name>.py` next to `config_file`.
 
   Config files are loaded by path, not as a package, so a module they share cannot be
   imported by name; the SyncMNIST configs share `syncmnist_common.py` this way.
   """
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  import os  # pylint: disable=g-import-not-at-top
-  path = os.path.join(os.path.dirname(os.path.abspath(config_file)), f"{module_name}.py")
-  spec = importlib.util.spec_from_file_location(module_name, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_config_file(os.path.join(
+      os.path.dirname(os.path.abspath(config_file)), f"{module_name}.py"))

@@ -9,7 +9,6 @@ below through module fixtures, so the file costs two job launches.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import pathlib
@@ -22,7 +21,7 @@ import jax
 import numpy as np
 import pytest
 
-from rstg_jax import checkpointing, distributed, parallel
+from rstg_jax import checkpointing, configs_lib, distributed, parallel
 from rstg_jax.data import sliced_input, sync_mnist_input
 from rstg_jax.train import loop, preemption
 
@@ -55,10 +54,7 @@ _OVERRIDES = {
 
 
 def _config(data_dir):
-  spec = importlib.util.spec_from_file_location(
-      "syncmnist_mean_baseline", _REPO / _CONFIG_FILE.split(":")[0])
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = configs_lib.load_config_file(_REPO / _CONFIG_FILE.split(":")[0])
   config = module.get_config("tiny")
   for key, value in {**_OVERRIDES, "data.data_dir": str(data_dir)}.items():
     *parents, leaf = key.split(".")

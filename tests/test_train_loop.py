@@ -2,7 +2,6 @@
 checkpoint mismatches and non-finite losses."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 
 from rstg_jax import checkpointing
+from rstg_jax import configs_lib
 from rstg_jax.data import sync_mnist_input
 from rstg_jax.train import loop
 
@@ -21,10 +21,7 @@ NUM_TRAIN, NUM_TEST = 48, 20
 
 
 def micro_config(data_dir, model="mean"):
-  spec = importlib.util.spec_from_file_location(
-      "syncmnist_common", _CONFIGS / "syncmnist_common.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = configs_lib.load_config_file(_CONFIGS / "syncmnist_common.py")
   c = module.make_config(model, "tiny")
   c.backbone.width = c.graph.node_feat_dim = c.graph.message_dims = c.lstm.units = 8
   c.data.config = "digits3_tiny"

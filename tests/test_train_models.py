@@ -1,7 +1,6 @@
 """The SyncMNIST classifiers: heads, combinations, parameter counts."""
 from __future__ import annotations
 
-import importlib.util
 import pathlib
 
 import jax
@@ -9,16 +8,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from rstg_jax import configs_lib
 from rstg_jax.models import syncmnist_model
 
 _CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 
 
 def config(model, arg="tiny"):
-  spec = importlib.util.spec_from_file_location(
-      "syncmnist_common", _CONFIGS / "syncmnist_common.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = configs_lib.load_config_file(_CONFIGS / "syncmnist_common.py")
   return module.make_config(model, arg)
 
 

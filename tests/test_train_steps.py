@@ -1,7 +1,6 @@
 """Train/eval steps, losses, optimisers and metrics of rstg_jax.train."""
 from __future__ import annotations
 
-import importlib.util
 import pathlib
 
 import chex
@@ -11,6 +10,7 @@ import numpy as np
 import optax
 import pytest
 
+from rstg_jax import configs_lib
 from rstg_jax import parallel
 from rstg_jax.models import syncmnist_model
 from rstg_jax.train import losses, metrics, optimizers, steps
@@ -20,10 +20,7 @@ _CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 
 
 def tiny_config(model: str):
-  spec = importlib.util.spec_from_file_location(
-      "syncmnist_common", _CONFIGS / "syncmnist_common.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = configs_lib.load_config_file(_CONFIGS / "syncmnist_common.py")
   c = module.make_config(model, "tiny")
   c.backbone.width = c.graph.node_feat_dim = c.graph.message_dims = 8
   c.lstm.units = 8

@@ -13,7 +13,6 @@ skips finished ones (it reads their summary.json).
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -22,6 +21,8 @@ import time
 from absl import app
 from absl import flags
 from absl import logging
+
+from rstg_jax import configs_lib
 
 _REPO = pathlib.Path(__file__).resolve().parents[2]
 # name: (config file, extra overrides)
@@ -64,11 +65,8 @@ _SET = flags.DEFINE_list(
 
 
 def _config(model: str):
-  path = _REPO / "configs" / MODELS[model][0]
-  spec = importlib.util.spec_from_file_location(path.stem, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config("tiny")
+  config_file = _REPO / "configs" / MODELS[model][0]
+  c = configs_lib.load_config_file(config_file).get_config("tiny")
   c.update(MODELS[model][1])
   c.seed = _SEED.value
   graph_width = _GRAPH_WIDTH.value or _WIDTH.value

@@ -14,7 +14,6 @@ prior and the backbone stops getting a gradient.
 """
 from __future__ import annotations
 
-import importlib.util
 import pathlib
 
 from absl import app
@@ -24,6 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import tensorflow_datasets as tfds
+
+from rstg_jax import configs_lib
 
 _REPO = pathlib.Path(__file__).resolve().parents[2]
 _COMBINE = flags.DEFINE_enum("combine", "serial", ["serial", "plus"], "Graph combination.")
@@ -35,11 +36,8 @@ _DATA_CONFIG = flags.DEFINE_string("data_config", "digits3_small", "SyncMNIST bu
 
 
 def _config():
-  path = _REPO / "configs" / "syncmnist_rstg.py"
-  spec = importlib.util.spec_from_file_location(path.stem, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config("tiny")
+  config_file = _REPO / "configs" / "syncmnist_rstg.py"
+  c = configs_lib.load_config_file(config_file).get_config("tiny")
   c.backbone.width = 16
   c.backbone.input_scale = 1 / 255
   c.graph.node_feat_dim = c.graph.message_dims = 32

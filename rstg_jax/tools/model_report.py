@@ -14,7 +14,6 @@ of a loop once; the graph's recurrence is a scan over time, so `xla_flops` adds
 from __future__ import annotations
 
 import glob
-import importlib.util
 import json
 import os
 import sys
@@ -28,6 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from rstg_jax import configs_lib
 from rstg_jax.models import smt_model
 
 FLAGS = flags.FLAGS
@@ -52,10 +52,7 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
   path, _, arg = spec.partition(":")
   if not os.path.isfile(path):
     raise FileNotFoundError(f"config file {path!r} not found")
-  name = "_config_" + os.path.splitext(os.path.basename(path))[0]
-  module_spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
+  module = configs_lib.load_config_file(path)
   return module.get_config(arg) if arg else module.get_config()
 
 
