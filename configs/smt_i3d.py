@@ -4,8 +4,8 @@
 """
 from __future__ import annotations
 
-from rstg_jax import configs_lib
+from rstg_configs import smt_common
 
 
 def get_config(arg: str | None = None):
-  return configs_lib.smt_config(arg, backbone="i3d")
+  return smt_common.smt_config(arg, backbone="i3d")

@@ -22,8 +22,8 @@ from __future__ import annotations
 import dataclasses
 
 import ml_collections
-from ml_collections import config_dict
 
+from rstg_configs import common
 from rstg_jax.models.graph_config import GraphConfig
 
 MODELS = ("rstg", "mean", "lstm")
@@ -32,110 +32,90 @@ VARIANTS = ("", "paper", "tiny")
 
 def make_config(model: str, arg: str | None = None) -> ml_collections.ConfigDict:
   """Config of `model` ('rstg' | 'mean' | 'lstm') for variant `arg`."""
-  arg = (arg or "").strip()
   if model not in MODELS:
     raise ValueError(f"model {model!r} is not one of {MODELS}")
-  if arg not in VARIANTS:
-    raise ValueError(f"unknown config variant {arg!r}; use one of {VARIANTS}")
+  arg = common.check_variant(arg, VARIANTS)
 
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.model = model            # 'rstg' | 'mean' | 'lstm' (see models/syncmnist_model.py)
-  c.num_classes = 46
-  c.dtype = "float32"
-  c.dropout_rate = 0.0       # spec §7.5: classification_dropout 0 for SyncMNIST
-
-  c.backbone = ml_collections.ConfigDict()
-  c.backbone.width = 512     # SimpleConv filters (num_filters)
-  c.backbone.input_scale = 1.0  # pixel factor: 1.0 = raw 0-255 (the paper)
-
+  m = ml_collections.ConfigDict()
+  m.name = "syncmnist"
+  m.head = model             # 'rstg' | 'mean' | 'lstm' (see models/syncmnist_model.py)
+  m.num_classes = 46
+  m.dtype = "float32"
+  m.dropout_rate = 0.0       # spec §7.5: classification_dropout 0 for SyncMNIST
+  m.backbone = ml_collections.ConfigDict()
+  m.backbone.width = 512     # SimpleConv filters (num_filters)
+  m.backbone.input_scale = 1.0  # pixel factor: 1.0 = raw 0-255 (the paper)
   # Every GraphConfig field (rstg_jax/models/graph_config.py), so any can be
   # overridden from the command line; the paper's SyncMNIST values (spec §9.5:
-  # configs/mnist_config.yaml). Used by model 'rstg' only. If node_feat_dim !=
+  # configs/mnist_config.yaml). Used by head 'rstg' only. If node_feat_dim !=
   # backbone.width the graph gets dense projections in and out.
-  c.graph = ml_collections.ConfigDict(dataclasses.asdict(GraphConfig(
+  m.graph = ml_collections.ConfigDict(dataclasses.asdict(GraphConfig(
       num_process_iter=3, num_scales=3, node_feat_dim=512, message_dims=512,
       use_att="simple", scalewise_update=False, use_norm="none",
       use_positional_emb=True, dim_map=6, update_layers=2, pre_graph_bn=True,
       image_dim=64)))
-
-  # Model 'rstg': 'serial' (the paper: the graph vector replaces the backbone
+  # Head 'rstg': 'serial' (the paper: the graph vector replaces the backbone
   # output) or 'plus' (graph vector + the mean baseline's vector, with the
   # zero-initialised residual_norm 'LN'/'BN' the model starts as the baseline).
-  c.combine = "serial"
-  c.residual_norm = "none"
-
-  c.lstm = ml_collections.ConfigDict()   # model 'lstm' only
-  c.lstm.units = 512
-  c.lstm.readout = "last"                # 'last' | 'mean'
+  m.combine = "serial"
+  m.residual_norm = "none"
+  m.lstm = ml_collections.ConfigDict()   # head 'lstm' only
+  m.lstm.units = 512
+  m.lstm.readout = "last"                # 'last' | 'mean'
   # Baselines ('mean', 'lstm'): BatchNorm on the pooled features, the
   # counterpart of graph.pre_graph_bn (the original has no baseline to copy).
-  c.baseline_bn = True
+  m.baseline_bn = True
 
-  c.data = ml_collections.ConfigDict()
-  c.data.name = "sync_mnist"
-  c.data.config = "digits3"              # tfds builder config
+  d = ml_collections.ConfigDict()
+  d.name = "sync_mnist"
+  d.config = "digits3"                   # tfds builder config
   # Resize the builder config (None: its own sizes), e.g. for quick runs.
-  c.data.num_train = config_dict.placeholder(int)
-  c.data.num_test = config_dict.placeholder(int)
+  d.num_train = common.placeholder(int)
+  d.num_test = common.placeholder(int)
   # None: $TFDS_DATA_DIR if set, else ~/tensorflow_datasets.
-  c.data.data_dir = config_dict.placeholder(str)
-  c.data.build_if_missing = True         # generate the data set when absent
-  c.data.train_split = "train"
-  c.data.eval_split = "test"
-  c.data.shuffle_buffer = 4096           # 0 = the whole (per-process) split
-  c.data.cache = False                   # keep decoded examples in memory
+  d.data_dir = common.placeholder(str)
+  d.build_if_missing = True              # generate the data set when absent
+  d.train_split = "train"
+  d.eval_split = "test"
+  d.shuffle_buffer = 4096                # 0 = the whole (per-process) split
+  d.cache = False                        # keep decoded examples in memory
   # Training batches are drawn from num_slices equal slices of the split, each
   # process reading only its own (0: one slice per process). A multiple of
   # every process count you use (e.g. 8) makes the batches, and the results,
   # independent of it (experiments/README.md).
-  c.data.num_slices = 0
+  d.num_slices = 0
 
-  c.batch_size = 2                       # global; must divide by the devices
-  c.eval_batch_size = 32                 # global; must divide by the devices
-  c.loss_reduction = "sum"               # 'sum' (the original) | 'mean'
-
-  c.optimizer = ml_collections.ConfigDict()
-  c.optimizer.name = "nesterov"          # 'nesterov' | 'momentum' | 'adam' | 'adamw'
-  c.optimizer.learning_rate = 1e-6
-  c.optimizer.schedule = "constant"      # 'constant' | 'warmup_cosine'
-  c.optimizer.warmup_steps = 0
-  c.optimizer.end_lr_factor = 0.0        # warmup_cosine: final lr / peak lr
-  c.optimizer.momentum = 0.9
-  c.optimizer.b1 = 0.9
-  c.optimizer.b2 = 0.999
-  c.optimizer.eps = 1e-8
-  c.optimizer.weight_decay = 0.0         # never on biases / norms
-  c.optimizer.grad_clip_norm = 0.0       # 0 = no clipping
-  c.optimizer.graph_lr_factor = 1.0      # learning rate factor of the graph modules
-
-  c.num_train_steps = 300_000
-  c.log_every_steps = 50                 # train metrics to the writers
-  c.progress_every_secs = 60.0           # steps/s and ETA line
-  c.eval_every_steps = 10_000            # 0 = only at the end
-  c.checkpoint = ml_collections.ConfigDict()
-  c.checkpoint.every_steps = 5000
-  c.checkpoint.keep = 3                  # last K, plus the best by eval top-1
-  c.checkpoint.async_save = True
+  c = common.base_config(
+      task="sync_mnist", data=d, model=m,
+      batch_size=2,                      # global; must divide by the devices
+      eval_batch_size=32,                # global; must divide by the devices
+      loss_reduction="sum",              # 'sum' (the original) | 'mean'
+      optimizer_config=common.optimizer(name="nesterov", learning_rate=1e-6),
+      num_train_steps=300_000,
+      log_every_steps=50,                # train metrics to the writers
+      progress_every_secs=60.0,          # steps/s and ETA line
+      eval_every_steps=10_000,           # 0 = only at the end
+      checkpoint_every_steps=5000,
+      checkpoint_keep=3)                 # last K, plus the best by eval top-1
 
   if arg == "tiny":
-    c.backbone.width = 32
-    c.graph.node_feat_dim = c.graph.message_dims = 32
+    m.backbone.width = 32
+    m.graph.node_feat_dim = m.graph.message_dims = 32
     # The paper's SyncMNIST graph has no normalisation (use_norm 'none'); at
     # this width its output hardly depends on the input at initialisation
     # (std across videos 0.002 against a mean of 0.28: almost no gradient
     # reaches the backbone), so :tiny uses the Something-Something LN.
-    c.graph.use_norm = "LN"
+    m.graph.use_norm = "LN"
     # Even so, the serial graph learns nothing in a CPU budget (test top-1 at
     # chance after 800 steps, experiments/syncmnist/): the backbone has to
     # learn digits through ~20 layers of graph. 'plus' with the zero-init
     # residual LN starts as the mean baseline and learns as fast as it.
-    c.combine = "plus"
-    c.residual_norm = "LN"
-    c.lstm.units = 32
-    c.data.config = "digits3_small"
-    c.data.shuffle_buffer = 0
-    c.data.cache = True
+    m.combine = "plus"
+    m.residual_norm = "LN"
+    m.lstm.units = 32
+    d.config = "digits3_small"
+    d.shuffle_buffer = 0
+    d.cache = True
     c.batch_size = 16
     c.eval_batch_size = 200
     c.loss_reduction = "mean"

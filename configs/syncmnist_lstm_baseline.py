@@ -4,8 +4,8 @@
 """
 from __future__ import annotations
 
-from rstg_jax import configs_lib
+from rstg_configs import syncmnist_common
 
 
 def get_config(arg: str | None = None):
-  return configs_lib.load_sibling(__file__, "syncmnist_common").make_config("lstm", arg)
+  return syncmnist_common.make_config("lstm", arg)

@@ -73,7 +73,7 @@ def bench_config(name: str, config) -> dict:
     frames, image = 32, 224
   else:
     frames, image = _FRAMES.value, _IMAGE.value
-  config.dataset.num_frames, config.dataset.image_size = frames, image
+  config.data.num_frames, config.data.image_size = frames, image
   fm = resnet_video.feature_map_size(image, config.model.res5_stride)
   config.model.pool5_window = (frames // 2, fm, fm)
   config.model.graph.image_dim = image
@@ -81,12 +81,12 @@ def bench_config(name: str, config) -> dict:
   if _REMAT.value:
     config.model.remat_stages = "all"
     config.model.graph.remat = True
-  model = smt_model.build_model(config)
+  model = smt_model.build_model(config.model)
   batch_size = _BATCH.value
   shape = (batch_size, frames, image, image, 3)
   rng = np.random.default_rng(0)
   batch = {"video": jnp.asarray(rng.integers(0, 256, shape, np.uint8)),
-           "label": jnp.asarray(rng.integers(0, config.num_classes, batch_size),
+           "label": jnp.asarray(rng.integers(0, config.model.num_classes, batch_size),
                                 jnp.int32)}
   variables = jax.jit(lambda x: model.init(jax.random.key(0, impl="rbg"), x,
                                            train=False))(batch["video"])

@@ -67,7 +67,7 @@ def _shapes_of_metadata(tree: Any, prefix: str = "") -> dict[str, tuple[int, ...
   return out
 
 
-def _describe_mismatch(saved: dict[str, tuple[int, ...]],
+def describe_mismatch(saved: dict[str, tuple[int, ...]],
                        wanted: dict[str, tuple[int, ...]]) -> str | None:
   """A human sentence about the first difference (params first), or None."""
   def order(name):  # params and batch_stats matter most to a reader
@@ -147,7 +147,7 @@ class Checkpointer:
     saved_tree = getattr(saved_tree, "tree", saved_tree)
     saved = _shapes_of_metadata(saved_tree)
     wanted = _shapes_of_template(template.checkpoint_items())
-    problem = _describe_mismatch(saved, wanted)
+    problem = describe_mismatch(saved, wanted)
     if problem:
       raise CheckpointMismatchError(
           f"the workdir checkpoint {self.directory}/{step} was written by a "

@@ -1,14 +1,16 @@
-"""Command-line entry point: train and evaluate one experiment config.
+"""Command-line entry point: train and evaluate, or evaluate, one experiment config.
 
   python -m rstg_jax.main --config=configs/syncmnist_rstg.py:tiny --workdir=runs/demo
-  rstg-train --config=configs/syncmnist_rstg.py:tiny --workdir=runs/demo \
-      --config.num_train_steps=1000 --config.optimizer.learning_rate=3e-4
+  python -m rstg_jax.main --config=configs/smt_i3d_rstg_final.py --workdir=runs/i3d \
+      --config.data.data_dir=/data/tfds --config.init_from=/ckpt/kinetics_i3d
+  python -m rstg_jax.main --config=configs/smt_i3d_rstg_final.py --workdir=runs/eval \
+      --config.mode=eval --config.init_from=runs/i3d --config.data.eval_views=11x2
+  rstg-train ... (the same flags)
 
-The config is locked: a mistyped `--config.field` fails at start-up. The data
-set is generated when absent (SyncMNIST into config.data.data_dir, by default
-$TFDS_DATA_DIR or ~/tensorflow_datasets). Re-running with the same workdir
-resumes from its latest checkpoint. The test accuracy is printed at the end
-and written with the other figures to workdir/summary.json.
+The config is locked: a mistyped `--config.field` fails at start-up. The task
+(`config.task`) finds its data (SyncMNIST is generated when absent). Re-running
+with the same workdir resumes from its latest checkpoint. The evaluation is
+printed at the end and written with the other figures to workdir/summary.json.
 """
 from __future__ import annotations
 
@@ -57,7 +59,7 @@ def main(argv: list[str]) -> None:
     with preemption.PreemptionWatcher() as watcher:
       summary = loop.train_and_evaluate(config, workdir,
                                         stop_requested=watcher.reached)
-  except loop.NonFiniteLossError as e:
+  except (loop.NonFiniteLossError, *loop.user_errors()) as e:
     logging.error("%s", e)
     print(f"ERROR: {e}", file=sys.stderr)
     sys.exit(1)
@@ -76,13 +78,7 @@ def main(argv: list[str]) -> None:
             "checkpoint; run the same command again to resume", flush=True)
     return
   if jax.process_index() == 0:
-    pair = ("" if "test_pair_top1" not in summary else
-            f"  synchronous-pair top-1 {summary['test_pair_top1']:.4f} (chance "
-            "1/3 with 3 digits)")
-    print(f"test top-1 {summary['test_top1']:.4f}  top-5 {summary['test_top5']:.4f}"
-          f"{pair}  ({summary['test_num_examples']} videos, {summary['steps']} steps, "
-          f"{summary['train_seconds']:.0f} s training); summary: "
-          f"{os.path.join(workdir, 'summary.json')}", flush=True)
+    print(summary["headline"], flush=True)
 
 
 def _parse_flags(argv: list[str]) -> list[str]:

@@ -49,8 +49,8 @@ def test_main_trains_evaluates_and_writes_summary(tmp_path, capsys, monkeypatch)
           f"--config.data.data_dir={tmp_path / 'data'}",
           "--config.data.config=digits3_tiny", "--config.data.num_train=16",
           "--config.data.num_test=10",
-          "--config.backbone.width=8", "--config.graph.node_feat_dim=8",
-          "--config.graph.message_dims=8", "--config.graph.num_process_iter=1",
+          "--config.model.backbone.width=8", "--config.model.graph.node_feat_dim=8",
+          "--config.model.graph.message_dims=8", "--config.model.graph.num_process_iter=1",
           "--config.batch_size=8", "--config.eval_batch_size=8",
           "--config.num_train_steps=2", "--config.optimizer.warmup_steps=1",
           "--config.eval_every_steps=0"]
@@ -71,8 +71,8 @@ def test_main_trains_evaluates_and_writes_summary(tmp_path, capsys, monkeypatch)
   assert 0.0 <= summary["test_top1"] <= summary["test_top5"] <= 1.0
   assert 0.0 <= summary["test_pair_top1"] <= 1.0  # the eval batches carry digits
   assert summary["train_seconds"] > 0
-  assert summary["config"]["model"] == "rstg"
-  assert summary["config"]["graph"]["num_process_iter"] == 1
+  assert summary["config"]["model"]["head"] == "rstg"
+  assert summary["config"]["model"]["graph"]["num_process_iter"] == 1
   assert (workdir / "checkpoints" / "2").is_dir()
   assert list(workdir.glob("events.out.tfevents*"))
   assert "test top-1" in capsys.readouterr().out

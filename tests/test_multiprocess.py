@@ -21,7 +21,8 @@ import jax
 import numpy as np
 import pytest
 
-from rstg_jax import checkpointing, configs_lib, distributed, parallel
+from rstg_configs import common as configs_common
+from rstg_jax import checkpointing, distributed, parallel
 from rstg_jax.data import sliced_input, sync_mnist_input
 from rstg_jax.train import loop, preemption
 
@@ -37,7 +38,7 @@ _JOB_TIMEOUT_S = 180
 # two-process job as --config.x=y flags.
 _CONFIG_FILE = "configs/syncmnist_mean_baseline.py:tiny"
 _OVERRIDES = {
-    "backbone.width": 8,
+    "model.backbone.width": 8,
     "data.config": "digits3_tiny",
     "data.num_train": NUM_TRAIN,
     "data.num_test": NUM_TEST,
@@ -54,8 +55,7 @@ _OVERRIDES = {
 
 
 def _config(data_dir):
-  module = configs_lib.load_config_file(_REPO / _CONFIG_FILE.split(":")[0])
-  config = module.get_config("tiny")
+  config = configs_common.get_config(_REPO / _CONFIG_FILE)
   for key, value in {**_OVERRIDES, "data.data_dir": str(data_dir)}.items():
     *parents, leaf = key.split(".")
     node = config
@@ -118,8 +118,7 @@ def reference(micro_data, tmp_path_factory):
   data_dir, builder = micro_data
   workdir = tmp_path_factory.mktemp("reference")
   mesh = parallel.make_mesh(jax.devices()[:4])
-  summary = loop.train_and_evaluate(_config(data_dir), str(workdir),
-                                    builder=builder, mesh=mesh)
+  summary = loop.train_and_evaluate(_config(data_dir), str(workdir), mesh=mesh)
   ckpt = checkpointing.Checkpointer(str(workdir / "checkpoints"))
   params = ckpt.restore_arrays(STEPS)["params"]
   ckpt.close()
@@ -291,12 +290,12 @@ def test_single_process_sigterm_saves_and_resumes_exactly(micro_data, reference,
   monkeypatch.setattr(parallel, "host_to_global", host_to_global)
   config = _config(data_dir)
   with preemption.PreemptionWatcher() as watcher:       # as rstg_jax.main does
-    stopped = loop.train_and_evaluate(config, str(tmp_path), builder=builder,
+    stopped = loop.train_and_evaluate(config, str(tmp_path),
                                       mesh=mesh, stop_requested=watcher.reached)
   assert stopped == {"stopped_at_step": SIGTERM_AT}
   assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, "handler restored"
   monkeypatch.setattr(parallel, "host_to_global", original)
-  summary = loop.train_and_evaluate(config, str(tmp_path), builder=builder, mesh=mesh)
+  summary = loop.train_and_evaluate(config, str(tmp_path), mesh=mesh)
   expected, _ = reference
   for key in ("steps", "test_top1", "test_top5", "test_loss", "eval_history"):
     assert summary[key] == expected[key], key

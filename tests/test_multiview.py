@@ -93,8 +93,9 @@ def seven_videos(tmp_path_factory):
 def test_seven_video_eval_with_batch_4_counts_each_video_once(seven_videos, tmp_path):
   builder, videos = seven_videos
   spec = multiview.ViewSpec(spatial_views=3, temporal_views=2, crop_size=32, short_side=40)
-  ev = smt_input.make_eval_dataset(builder, batch_size=4, views=spec, num_frames=4,
-                                   include_video_id=True, process_index=0, process_count=1)
+  ev = smt_input.EvalInput(smt_input.ExampleSource(builder, "validation"), batch_size=4,
+                           views=spec, num_frames=4, process_index=0, process_count=1)
+  class_names = builder.info.features["label"].names
   batches = list(ev)
   assert ev.num_batches == len(ev) == len(batches) == 11 and ev.num_videos == 7  # 42 clips + 2 pads
   cat = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
@@ -103,15 +104,16 @@ def test_seven_video_eval_with_batch_4_counts_each_video_once(seven_videos, tmp_
   real = cat["mask"] > 0
   np.testing.assert_array_equal(np.bincount(cat["video_index"][real]), [6] * 7)
   by_id = {v.video_id: NAMES.index(v.class_name) for v in videos}
-  for vid, lab in zip(cat["video_id"][real], cat["label"][real]):
-    assert by_id[vid.decode()] == lab
+  ids = smt_input.decode_video_ids(cat["video_id"])
+  for vid, lab in zip(np.asarray(ids)[real], cat["label"][real]):
+    assert by_id[vid] == lab
   # An oracle model's logits: every video right once -> top-1 1.0 over 7 videos.
   rng = np.random.default_rng(0)
   logits = rng.normal(size=(44, 174)) + 10 * np.eye(174)[np.maximum(cat["label"], 0)]
   result = eval_report.write_eval_report(
       str(tmp_path), "validation", logits=logits, labels=cat["label"],
-      class_names=ev.class_names, mask=cat["mask"], video_index=cat["video_index"],
-      video_ids=cat["video_id"], views_per_video=6, confusion_png=False)
+      class_names=class_names, mask=cat["mask"], video_index=cat["video_index"],
+      video_ids=ids, views_per_video=6, confusion_png=False)
   assert result == {"num_videos": 7, "top1": 1.0, "top5": 1.0, "mean_class_accuracy": 1.0}
   matrix, names = eval_report.read_confusion_json(str(tmp_path / "validation_confusion.json"))
   assert names == NAMES and matrix.sum() == 7 and np.trace(matrix) == 7
@@ -125,9 +127,10 @@ def test_seven_video_eval_with_batch_4_counts_each_video_once(seven_videos, tmp_
   one_view = multiview.ViewSpec(spatial_views=1, temporal_views=1, crop_size=32, short_side=40)
   seen = []
   for p in range(2):
-    ev_p = smt_input.make_eval_dataset(builder, batch_size=4, views=one_view, num_frames=4,
-                                       process_index=p, process_count=2)
-    got = list(ev_p.dataset.as_numpy_iterator())
+    ev_p = smt_input.EvalInput(smt_input.ExampleSource(builder, "validation"),
+                               batch_size=4, views=one_view, num_frames=4,
+                               process_index=p, process_count=2)
+    got = list(ev_p)
     assert len(got) == ev_p.num_batches == 1  # max(4, 3) clips -> one batch of 4
     assert got[0]["video"].shape == (4, 4, 32, 32, 3)
     seen += [int(i) for b in got for i, m in zip(b["video_index"], b["mask"]) if m > 0]
@@ -136,16 +139,17 @@ def test_seven_video_eval_with_batch_4_counts_each_video_once(seven_videos, tmp_
 
 def test_predictions_file_round_trips_for_the_unlabelled_split(seven_videos, tmp_path):
   builder, _ = seven_videos
-  ev = smt_input.make_eval_dataset(builder, batch_size=2, split="test", views="1x1",
-                                   num_frames=4, include_video_id=True, process_index=0,
-                                   process_count=1)
-  (batch,) = list(ev.dataset.as_numpy_iterator())
+  ev = smt_input.EvalInput(smt_input.ExampleSource(builder, "test"), batch_size=2,
+                           views="1x1", num_frames=4, process_index=0, process_count=1)
+  (batch,) = list(ev)
+  class_names = builder.info.features["label"].names
   assert list(batch["label"]) == [-1, 0] and list(batch["mask"]) == [1, 0]
   logits = np.zeros((2, 174))
   logits[:, 113] = 1.0
   result = eval_report.write_eval_report(
-      str(tmp_path), "test", logits=logits, labels=batch["label"], class_names=ev.class_names,
-      mask=batch["mask"], video_index=batch["video_index"], video_ids=batch["video_id"])
+      str(tmp_path), "test", logits=logits, labels=batch["label"], class_names=class_names,
+      mask=batch["mask"], video_index=batch["video_index"],
+      video_ids=smt_input.decode_video_ids(batch["video_id"]))
   assert result == {"num_videos": 1}  # no accuracy for an unlabelled split
   assert not (tmp_path / "test_metrics.json").exists()
   assert eval_report.read_predictions(str(tmp_path / "test_predictions.txt")) == [

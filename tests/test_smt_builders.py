@@ -15,13 +15,22 @@ from rstg_datasets.smt_common import split_files
 from rstg_datasets.smt_common.builder_base import SmtConfig
 from rstg_datasets.something_something_v1 import SomethingSomethingV1
 from rstg_datasets.something_something_v2 import SomethingSomethingV2
+from rstg_jax.data import smt_input
 
 NAMES = ft.fake_class_names()
 SMALL = SmtConfig(name="short40", short_side=40)  # small frames keep the tests fast
 
 
 def _examples(builder, split):
-  return {e["video_id"].decode(): e for e in tfds.as_numpy(builder.as_dataset(split))}
+  source = builder.as_data_source(split)
+  examples = [dict(source[i]) for i in range(len(source))]
+  for e in examples:
+    e["frames"] = np.stack(e["frames"])
+  return {_text(e["video_id"]): e for e in examples}
+
+
+def _text(value):
+  return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _v1_splits():
@@ -97,8 +106,8 @@ def test_v1_bad_input_is_skipped_counted_and_labels_stay_aligned(tmp_path):
   assert sorted(got) == ["1", "6"]
   assert got["1"]["label"] == 1 and got["6"]["label"] == 6  # no shift after skips
   # The original config keeps the original JPEG bytes.
-  stored = builder.as_dataset("train", decoders={"frames": tfds.decode.SkipDecoding()})
-  by_id = {e["video_id"].decode(): e for e in tfds.as_numpy(stored)}
+  stored = smt_input.ExampleSource(builder, "train")
+  by_id = {e["video_id"]: e for e in (stored[i] for i in range(len(stored)))}
   assert by_id["6"]["frames"][4] == (frames / "6" / "00005.jpg").read_bytes()
   assert (by_id["6"]["height"], by_id["6"]["width"]) == (100, 132)
 

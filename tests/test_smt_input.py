@@ -1,9 +1,10 @@
-"""The Something-Something training pipeline on a tiny built v1 data set."""
+"""The Something-Something input (random access, grain) on a tiny built v1 data set."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from PIL import Image
+import tensorflow_datasets as tfds
 
 from rstg_datasets.smt_common import class_names
 from rstg_datasets.smt_common import fake_tree as ft
@@ -39,80 +40,112 @@ def builder(tmp_path_factory):
                     config=SmtConfig(name="short48", short_side=48))
 
 
-def _take(ds, n):
-  return [b for _, b in zip(range(n), ds.as_numpy_iterator())]
+def _take(stream, n):
+  return [b for _, b in zip(range(n), stream)]
 
 
-def _train(builder, **kw):
-  args = dict(batch_size=2, num_frames=4, crop_size=32, process_index=0, process_count=1,
-              shuffle_buffer=8)
-  args.update(kw)
-  return smt_input.make_train_dataset(builder, **args)
+def _train(builder, *, batch_size=2, seed=0, slice_index=0, num_slices=1, **settings):
+  args = dict(num_frames=4, crop_size=32)
+  args.update(settings)
+  return smt_input.TrainSliceInput(
+      smt_input.ExampleSource(builder, "train"), slice_index=slice_index,
+      num_slices=num_slices, rows=batch_size, seed=seed,
+      settings=smt_input.ClipSettings(**args), num_workers=2)
 
 
-def test_batches_have_shapes_labels_and_normalisation(builder):
-  (batch,) = _take(_train(builder, brightness_delta=0.0, crop_scale=(0.5, 0.5)), 1)
-  assert batch["video"].shape == (2, 4, 32, 32, 3) and batch["video"].dtype == np.float32
+def test_the_build_is_random_access_and_batches_have_shapes_labels_and_pixels(builder):
+  assert builder.info.file_format == tfds.core.FileFormat.ARRAY_RECORD
+  (batch,) = _take(_train(builder, brightness_delta=0.0, crop_scale=(0.5, 0.5)).iterate(0), 1)
+  assert batch["video"].shape == (2, 4, 32, 32, 3) and batch["video"].dtype == np.uint8
   assert batch["label"].dtype == np.int32
   for video, label in zip(batch["video"], batch["label"]):
     k = LABELS.index(label)  # the clip's content identifies its video
-    raw = video * video_augment.PIXEL_STD + video_augment.PIXEL_MEAN
-    assert raw.max() == pytest.approx(40 + 30 * k, abs=4)
-  (raw,) = _take(_train(builder, normalize_on_host=False), 1)
-  assert raw["video"].dtype == np.uint8
+    assert int(video.max()) == pytest.approx(40 + 30 * k, abs=4)
 
 
 def test_deterministic_per_seed_and_new_augmentation_every_epoch(builder):
   kw = dict(sampling="segment", crop_scale=(0.5, 1.0), batch_size=1)
-  a = _take(_train(builder, seed=3, **kw), 12)
-  b = _take(_train(builder, seed=3, **kw), 12)
-  c = _take(_train(builder, seed=4, **kw), 12)
+  a = _take(_train(builder, seed=3, **kw).iterate(0), 12)
+  b = _take(_train(builder, seed=3, **kw).iterate(0), 12)
+  c = _take(_train(builder, seed=4, **kw).iterate(0), 12)
   for x, y in zip(a, b):
     np.testing.assert_array_equal(x["video"], y["video"])
     np.testing.assert_array_equal(x["label"], y["label"])
   assert any(not np.array_equal(x["video"], z["video"]) for x, z in zip(a, c))
-  # 6 videos: the first 12 examples are two epochs; the same video differs.
+  # 6 videos: the first 12 examples are two epochs, each a new order of all six.
   first, second = a[:6], a[6:]
   assert sorted(int(x["label"][0]) for x in first) == sorted(LABELS)
+  assert sorted(int(x["label"][0]) for x in second) == sorted(LABELS)
+  assert [int(x["label"][0]) for x in first] != [int(x["label"][0]) for x in second]
   for label in LABELS:
     e1 = next(x["video"] for x in first if x["label"][0] == label)
     e2 = next(x["video"] for x in second if x["label"][0] == label)
     assert not np.array_equal(e1, e2)
 
 
-def test_process_shards_are_disjoint_and_cover_the_split(builder):
+def test_a_resumed_stream_equals_the_uninterrupted_one_and_reads_no_earlier_clip(builder):
+  full = _take(_train(builder, seed=5, batch_size=2).iterate(0), 7)
+  resumed_input = _train(builder, seed=5, batch_size=2)
+  resumed_input.source.record_reads = True
+  resumed = _take(resumed_input.iterate(4), 3)
+  for x, y in zip(full[4:], resumed):
+    np.testing.assert_array_equal(x["video"], y["video"])
+    np.testing.assert_array_equal(x["label"], y["label"])
+  # Rows 8, 9, ... (step 4 on) only: no clip of steps 0-3 was read or decoded.
+  positions = resumed_input.positions_read
+  assert min(positions) == 8 and {8, 9, 10, 11, 12, 13} <= set(positions)
+  assert sorted(resumed_input.source.reads) == sorted(
+      resumed_input.example_index(g) for g in positions)
+
+
+def test_slices_are_disjoint_and_cover_the_split(builder):
   seen = []
   for p in range(2):
-    ds = _train(builder, batch_size=1, process_index=p, process_count=2, repeat=False)
-    seen.append({int(x["label"][0]) for x in ds.as_numpy_iterator()})
+    inp = _train(builder, batch_size=1, slice_index=p, num_slices=2)
+    assert inp.steps_per_epoch == 3
+    seen.append({int(x["label"][0]) for x in _take(inp.iterate(0), 3)})
   assert not seen[0] & seen[1] and seen[0] | seen[1] == set(LABELS)
 
 
 def test_flip_swaps_left_right_labels_and_mirrors_the_clip(builder):
-  table = class_names.flip_label_map(NAMES)
-  ds = _train(builder, batch_size=6, flip_prob=1.0, flip_label_map=table,
-              brightness_delta=0.0, crop_scale=(1.0, 1.0), repeat=False, shuffle_buffer=1)
-  (batch,) = list(ds.as_numpy_iterator())
+  table = tuple(int(x) for x in class_names.flip_label_map(NAMES))
+  (batch,) = _take(_train(builder, batch_size=6, flip_prob=1.0, flip_label_map=table,
+                          brightness_delta=0.0, crop_scale=(1.0, 1.0)).iterate(0), 1)
   labels = sorted(batch["label"].tolist())
   assert labels == sorted([RIGHT_TO_LEFT] + LABELS[1:])  # only the pair changed
   for video in batch["video"]:
     assert video[:, :, :8].mean() < video[:, :, -8:].mean()  # bright half now on the right
   with pytest.raises(ValueError, match="flip_label_map"):
-    list(_train(builder, flip_prob=0.5).take(1))
+    smt_input.ClipSettings(flip_prob=0.5)
 
 
-def test_datasets_from_an_ml_collections_config(builder):
-  import ml_collections  # pylint: disable=g-import-not-at-top
-  cfg = ml_collections.ConfigDict(dict(name="something_something_v1/short48", num_frames=4,
-                                       image_size=32, num_eval_spatial_clips=3,
-                                       num_eval_temporal_clips=2, brightness_max_delta=0.1))
-  again = smt_input.builder_from_config(cfg, data_dir=builder.data_dir_root)
+def test_inputs_from_an_ml_collections_config(builder):
+  from rstg_configs import smt_common  # pylint: disable=g-import-not-at-top
+  cfg = smt_common.data_config(num_frames=4, image_size=32)
+  cfg.name = "v1/short48"
+  cfg.data_dir = str(builder.data_dir_root)
+  again = smt_input.load_builder(cfg)
   assert again.info.splits["train"].num_examples == 6
-  (batch,) = _take(smt_input.train_dataset_from_config(
-      again, cfg, batch_size=2, seed=0, process_index=0, process_count=1), 1)
-  assert batch["video"].shape == (2, 4, 32, 32, 3)
-  ev = smt_input.eval_dataset_from_config(again, cfg, batch_size=6, split="train",
-                                          process_index=0, process_count=1)
+  settings = smt_input.clip_settings(cfg, NAMES)
+  assert settings.crop_scale == (32 / 37, 32 / 37)   # the paper's 224 of 256
+  ev = smt_input.EvalInput(smt_input.ExampleSource(again, "train"), batch_size=6,
+                           views=smt_input.view_spec_from_config(cfg, "3x2"),
+                           num_frames=4, process_index=0, process_count=1)
   assert ev.views_per_video == 6 and ev.num_batches == 6
-  first = next(ev.dataset.as_numpy_iterator())
+  first = next(iter(ev))
   assert first["video"].shape == (6, 4, 37, 37, 3)  # 3x2 views of the full short side
+  assert smt_input.decode_video_ids(first["video_id"]) == [
+      smt_input.decode_video_ids(first["video_id"])[0]] * 6
+
+
+def test_bad_data_configs_fail_naming_the_field_or_folder(builder, tmp_path):
+  from rstg_configs import smt_common  # pylint: disable=g-import-not-at-top
+  cfg = smt_common.data_config(num_frames=4, image_size=32)
+  cfg.name = "v3"
+  with pytest.raises(smt_input.DataError, match=r"config.data.name='v3': use"):
+    smt_input.load_builder(cfg)
+  cfg.name, cfg.data_dir = "v1", str(tmp_path)
+  with pytest.raises(smt_input.DataError, match=r"config.data.name='v1' is not built in "):
+    smt_input.load_builder(cfg)
+  with pytest.raises(smt_input.DataError, match=r"split 'holdout' is not in the build"):
+    smt_input.ExampleSource(builder, "holdout")

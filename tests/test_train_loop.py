@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from rstg_jax import checkpointing
-from rstg_jax import configs_lib
+from rstg_configs import syncmnist_common
 from rstg_jax.data import sync_mnist_input
 from rstg_jax.train import loop
 
@@ -21,9 +21,10 @@ NUM_TRAIN, NUM_TEST = 48, 20
 
 
 def micro_config(data_dir, model="mean"):
-  module = configs_lib.load_config_file(_CONFIGS / "syncmnist_common.py")
+  module = syncmnist_common
   c = module.make_config(model, "tiny")
-  c.backbone.width = c.graph.node_feat_dim = c.graph.message_dims = c.lstm.units = 8
+  m = c.model
+  m.backbone.width = m.graph.node_feat_dim = m.graph.message_dims = m.lstm.units = 8
   c.data.config = "digits3_tiny"
   c.data.num_train, c.data.num_test = NUM_TRAIN, NUM_TEST
   c.data.data_dir = str(data_dir)
@@ -93,13 +94,13 @@ def _state_arrays(workdir, step):
 def test_resumed_run_equals_uninterrupted_run(data, tmp_path):
   data_dir, builder = data
   config = micro_config(data_dir)
-  full = loop.train_and_evaluate(config, str(tmp_path / "full"), builder=builder)
+  full = loop.train_and_evaluate(config, str(tmp_path / "full"))
   # Stop as a SIGTERM would (main's handler sets the flag that is polled here).
   polls = iter([False, False, True])
-  stopped = loop.train_and_evaluate(config, str(tmp_path / "resumed"), builder=builder,
+  stopped = loop.train_and_evaluate(config, str(tmp_path / "resumed"),
                                     stop_requested=lambda: next(polls))
   assert stopped == {"stopped_at_step": 3}
-  resumed = loop.train_and_evaluate(config, str(tmp_path / "resumed"), builder=builder)
+  resumed = loop.train_and_evaluate(config, str(tmp_path / "resumed"))
 
   with open(tmp_path / "full" / "summary.json") as f:
     assert json.load(f)["test_top1"] == full["test_top1"]
@@ -112,16 +113,20 @@ def test_resumed_run_equals_uninterrupted_run(data, tmp_path):
   # Retention: the last `keep` steps plus the best evaluated one.
   ckpt = checkpointing.Checkpointer(str(tmp_path / "full" / "checkpoints"))
   assert ckpt.all_steps()[-2:] == [6, 8]
-  assert ckpt.best_step() in ckpt.all_steps()
+  history = full["eval_history"]
+  assert [h["step"] for h in history] == [4, 8]
+  best = max(history, key=lambda h: h["top1"])   # ties: orbax keeps the later
+  assert ckpt.best_step() == max(h["step"] for h in history if h["top1"] == best["top1"])
+  assert full["best_step"] == ckpt.best_step()
   ckpt.close()
 
   # The same workdir with another model fails, naming the parameter.
   other = micro_config(data_dir)
-  other.backbone.width = 16
+  other.model.backbone.width = 16
   with pytest.raises(checkpointing.CheckpointMismatchError,
                      match=r"different model.*'params/backbone/conv1/bias' has shape "
                            r"\(8,\) in the checkpoint but \(16,\) in this model"):
-    loop.train_and_evaluate(other, str(tmp_path / "full"), builder=builder)
+    loop.train_and_evaluate(other, str(tmp_path / "full"))
 
 
 def test_batch_that_does_not_divide_the_devices_fails_before_any_work(tmp_path):
@@ -144,10 +149,57 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
   config.optimizer.learning_rate = 1e30     # step 1 is finite, then it explodes
   config.checkpoint.every_steps = 1
   with pytest.raises(loop.NonFiniteLossError,
-                     match=r"non-finite training loss .* at step (\d+); training "
-                           r"stopped\. The last good checkpoint is step (\d+)") as e:
-    loop.train_and_evaluate(config, str(tmp_path), builder=builder)
-  bad, good = map(int, re.search(r"at step (\d+).*is step (\d+)", str(e.value)).groups())
+                     match=r"step (\d+): .*training stopped and step \d+ was not saved\. "
+                           r"The last good checkpoint is step (\d+)") as e:
+    loop.train_and_evaluate(config, str(tmp_path))
+  bad, good = map(int, re.search(r"step (\d+):.*is step (\d+)", str(e.value)).groups())
   assert good == bad - 1
   arrays = _state_arrays(tmp_path, good)
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(arrays["params"]))
+
+
+def test_an_update_that_makes_the_state_non_finite_is_never_saved(data, tmp_path):
+  # Issue 14.1: resume a finite run with a learning rate that overflows the
+  # parameters; loss and gradient of that step are still finite (computed
+  # before the update), so only a check of the updated state catches it.
+  data_dir, _ = data
+  config = micro_config(data_dir)
+  config.optimizer.name, config.optimizer.schedule = "nesterov", "constant"
+  config.optimizer.warmup_steps = 0
+  config.optimizer.grad_clip_norm = 0.0   # so the message suggests it
+  config.checkpoint.every_steps = 1
+  config.num_train_steps = 2
+  loop.train_and_evaluate(config, str(tmp_path))
+  config.num_train_steps = 8
+  config.optimizer.learning_rate = 1e39   # inf in float32
+  with pytest.raises(loop.NonFiniteLossError,
+                     match=r"step 3: the parameters or statistics after the update are "
+                           r"NaN/Inf; training stopped and step 3 was not saved\. The "
+                           r"last good checkpoint is step 2 .* or set "
+                           r"config\.optimizer\.grad_clip_norm"):
+    loop.train_and_evaluate(config, str(tmp_path))
+  ckpt = checkpointing.Checkpointer(str(tmp_path / "checkpoints"))
+  assert ckpt.all_steps() == [1, 2]
+  assert ckpt.best_step() == 2
+  ckpt.close()
+  for step in (1, 2):
+    arrays = _state_arrays(tmp_path, step)
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(arrays["params"]))
+
+
+def test_a_workdir_whose_checkpoints_were_deleted_is_not_silently_restarted(
+    data, tmp_path):
+  # Issue 14.4.
+  data_dir, _ = data
+  config = micro_config(data_dir)
+  config.num_train_steps = 3
+  loop.train_and_evaluate(config, str(tmp_path))
+  import shutil  # pylint: disable=g-import-not-at-top
+  shutil.rmtree(tmp_path / "checkpoints")
+  with pytest.raises(loop.ConfigError, match=r"holds a previous run \(summary\.json\) "
+                     r"but no checkpoint in .*checkpoints: were they deleted\?.*"
+                     r"--config\.allow_restart=True"):
+    loop.train_and_evaluate(config, str(tmp_path))
+  assert not (tmp_path / "checkpoints").exists() or not os.listdir(tmp_path / "checkpoints")
+  config.allow_restart = True
+  assert loop.train_and_evaluate(config, str(tmp_path))["steps"] == 3

@@ -10,9 +10,10 @@ import numpy as np
 import optax
 import pytest
 
-from rstg_jax import configs_lib
+from rstg_configs import syncmnist_common
 from rstg_jax import parallel
 from rstg_jax.models import syncmnist_model
+from rstg_jax.tasks import sync_mnist_metrics
 from rstg_jax.train import losses, metrics, optimizers, steps
 from rstg_jax.train.train_state import TrainState
 
@@ -20,15 +21,16 @@ _CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 
 
 def tiny_config(model: str):
-  module = configs_lib.load_config_file(_CONFIGS / "syncmnist_common.py")
+  module = syncmnist_common
   c = module.make_config(model, "tiny")
-  c.backbone.width = c.graph.node_feat_dim = c.graph.message_dims = 8
-  c.lstm.units = 8
+  m = c.model
+  m.backbone.width = m.graph.node_feat_dim = m.graph.message_dims = 8
+  m.lstm.units = 8
   return c
 
 
 def make_state(config, video_shape, tx):
-  model = syncmnist_model.build_model(config)
+  model = syncmnist_model.build_model(config.model)
   variables = jax.jit(lambda: model.init(
       jax.random.PRNGKey(0), jnp.zeros((1,) + video_shape, jnp.uint8), train=False))()
   return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
@@ -205,14 +207,14 @@ def test_sync_pair_accuracy_matches_python_reference():
   logits[::2][np.arange(n // 2), labels[::2]] += 3.0
   wrong = pair_labels.pair_label(digits[10, 0], digits[10, 2])
   logits[10, wrong] = logits[10, labels[10]] + 1.0
-  whole = metrics.SyncPairAccuracy.from_model_output(
+  whole = sync_mnist_metrics.SyncPairAccuracy.from_model_output(
       logits=jnp.asarray(logits), labels=jnp.asarray(labels),
       digits=jnp.asarray(digits, jnp.int32), mask=jnp.asarray(mask))
   half = n // 2
-  m = metrics.SyncPairAccuracy.from_model_output(
+  m = sync_mnist_metrics.SyncPairAccuracy.from_model_output(
       logits=jnp.asarray(logits[:half]), labels=jnp.asarray(labels[:half]),
       digits=jnp.asarray(digits[:half]), mask=jnp.asarray(mask[:half])).merge(
-          metrics.SyncPairAccuracy.from_model_output(
+          sync_mnist_metrics.SyncPairAccuracy.from_model_output(
               logits=jnp.asarray(logits[half:]), labels=jnp.asarray(labels[half:]),
               digits=jnp.asarray(digits[half:]), mask=jnp.asarray(mask[half:])))
   hits = []
@@ -228,7 +230,7 @@ def test_sync_pair_accuracy_matches_python_reference():
   np.testing.assert_allclose(m.compute(), np.mean(hits))
   assert 0.4 < m.compute() < 0.9                  # neither trivial case
   assert not hits[10 - 5]                          # the pushed wrong pair won
-  empty = metrics.SyncPairAccuracy.empty()
+  empty = sync_mnist_metrics.SyncPairAccuracy.empty()
   assert np.isnan(empty.compute())
 
 

@@ -7,9 +7,11 @@ Stored features (per video):
   height, width int32     size of the stored frames
   label       ClassLabel(174)  id in the official labels-file order; -1 (test)
 
-Read with `decoders={"frames": tfds.decode.SkipDecoding()}` to get the JPEG
-strings [num_frames] and decode only the sampled frames
-(`rstg_jax.data.smt_input` does this).
+Stored as ArrayRecord by default (`download_and_prepare(file_format=...)`
+takes another), so examples can be read by index
+(`builder.as_data_source(split)`): the training input (`rstg_jax.data.smt_input`)
+reads the examples of any step directly, which makes resuming exact and cheap,
+and decodes only the sampled frames of each video.
 
 Builder configs: `short256` (default; frames resized, bicubic, so the short side
 is 256 and re-encoded as JPEG, spec §10.2) and `original` (original frame size;
@@ -67,6 +69,10 @@ class SomethingSomethingBase(tfds.core.GeneratorBasedBuilder, skip_registration=
     self._strict = bool(strict)
     self._num_workers = num_workers or os.cpu_count() or 1
     super().__init__(**kwargs)
+
+  def download_and_prepare(self, *, file_format=None, **kwargs):  # pylint: disable=arguments-differ
+    """As tfds', but writes ArrayRecord unless `file_format` says otherwise."""
+    super().download_and_prepare(file_format=file_format or "array_record", **kwargs)
 
   # ---- what each version provides -------------------------------------------------
 

@@ -22,7 +22,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from rstg_jax import configs_lib
+from rstg_configs import common as configs_common
 
 _REPO = pathlib.Path(__file__).resolve().parents[2]
 # name: (config file, extra overrides)
@@ -66,14 +66,14 @@ _SET = flags.DEFINE_list(
 
 def _config(model: str):
   config_file = _REPO / "configs" / MODELS[model][0]
-  c = configs_lib.load_config_file(config_file).get_config("tiny")
+  c = configs_common.load_config_file(config_file).get_config("tiny")
   c.update(MODELS[model][1])
   c.seed = _SEED.value
   graph_width = _GRAPH_WIDTH.value or _WIDTH.value
-  c.backbone.width = _WIDTH.value
-  c.backbone.input_scale = _INPUT_SCALE.value
-  c.lstm.units = graph_width
-  c.graph.node_feat_dim = c.graph.message_dims = graph_width
+  c.model.backbone.width = _WIDTH.value
+  c.model.backbone.input_scale = _INPUT_SCALE.value
+  c.model.lstm.units = graph_width
+  c.model.graph.node_feat_dim = c.model.graph.message_dims = graph_width
   c.data.config = _DATA_CONFIG.value
   c.data.num_train = _NUM_TRAIN.value
   c.data.data_dir = _DATA_DIR.value
@@ -170,10 +170,10 @@ def main(argv):
                  time.time() - t0)
   c = _config(_MODELS.value[0])
   setup = (f"SyncMNIST {c.data.config}"
-           + (f", graph use_norm {c.graph.use_norm}" if "rstg" in _MODELS.value else "")
+           + (f", graph use_norm {c.model.graph.use_norm}" if "rstg" in _MODELS.value else "")
            + (f" (train resized to {c.data.num_train})" if c.data.num_train else "")
-           + f", width {c.backbone.width} (graph/LSTM {c.lstm.units}), "
-           f"pixels x{c.backbone.input_scale:.4g}, batch {c.batch_size}, "
+           + f", width {c.model.backbone.width} (graph/LSTM {c.model.lstm.units}), "
+           f"pixels x{c.model.backbone.input_scale:.4g}, batch {c.batch_size}, "
            f"{c.optimizer.name} lr {c.optimizer.learning_rate:g} (graph x"
            f"{c.optimizer.graph_lr_factor:g}), {_STEPS.value} steps")
   with open(os.path.join(workdir, "results.json"), "w") as f:

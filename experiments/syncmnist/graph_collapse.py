@@ -24,7 +24,7 @@ import numpy as np
 import optax
 import tensorflow_datasets as tfds
 
-from rstg_jax import configs_lib
+from rstg_configs import common as configs_common
 
 _REPO = pathlib.Path(__file__).resolve().parents[2]
 _COMBINE = flags.DEFINE_enum("combine", "serial", ["serial", "plus"], "Graph combination.")
@@ -37,12 +37,12 @@ _DATA_CONFIG = flags.DEFINE_string("data_config", "digits3_small", "SyncMNIST bu
 
 def _config():
   config_file = _REPO / "configs" / "syncmnist_rstg.py"
-  c = configs_lib.load_config_file(config_file).get_config("tiny")
-  c.backbone.width = 16
-  c.backbone.input_scale = 1 / 255
-  c.graph.node_feat_dim = c.graph.message_dims = 32
-  c.combine = _COMBINE.value
-  c.residual_norm = "none" if _COMBINE.value == "serial" else "LN"
+  c = configs_common.load_config_file(config_file).get_config("tiny")
+  c.model.backbone.width = 16
+  c.model.backbone.input_scale = 1 / 255
+  c.model.graph.node_feat_dim = c.model.graph.message_dims = 32
+  c.model.combine = _COMBINE.value
+  c.model.residual_norm = "none" if _COMBINE.value == "serial" else "LN"
   c.data.config = _DATA_CONFIG.value
   c.optimizer.schedule = "constant"
   c.optimizer.warmup_steps = 0
@@ -59,7 +59,7 @@ def main(argv):
   c = _config()
   data = tfds.as_numpy(load_builder(c.data).as_dataset(split="train[:2000]", batch_size=-1))
   videos, labels = data["video"], data["label"].astype(np.int32)
-  model = build_model(c)
+  model = build_model(c.model)
   variables = model.init(jax.random.PRNGKey(c.seed), videos[:2], train=False)
   params, stats = variables["params"], variables["batch_stats"]
   tx = optimizers.make_optimizer(
@@ -90,7 +90,7 @@ def main(argv):
     v = report(params, stats, probe)
     return float(jnp.std(v, 0).mean()), float(jnp.abs(v).mean())
 
-  print(f"combine={c.combine} lr={_LR.value:g} graph_lr_factor={_GRAPH_LR_FACTOR.value:g}")
+  print(f"combine={c.model.combine} lr={_LR.value:g} graph_lr_factor={_GRAPH_LR_FACTOR.value:g}")
   print("step  loss   graph-output spread / mean |value|   |grad| backbone  graph")
   s, m = spread(params, stats)
   print(f"{0:4d}  {'-':5s}  {s:10.3g} / {m:.3g}")

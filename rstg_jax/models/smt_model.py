@@ -116,15 +116,14 @@ def parse_places(value: str | Sequence[str], allowed: Sequence[str],
   return places
 
 
-def build_model(config: Mapping[str, Any]) -> VideoClassifier:
-  """Builds the classifier from a full experiment config (configs/smt_*.py).
+def build_model(model_config: Mapping[str, Any]) -> VideoClassifier:
+  """Builds the classifier from `config.model` (configs/smt_common.py).
 
-  Reads `config.num_classes` and `config.model`: backbone, stage_sizes, width,
-  res5_stride, place_graph, place_nonlocal, graph (GraphConfig fields), final_norm,
-  comb_type, bn_mode, remat_stages, pool5_window, classification_dropout,
-  input_mean, input_std, dtype.
+  Reads num_classes, backbone, stage_sizes, width, res5_stride, place_graph,
+  place_nonlocal, graph (GraphConfig fields), final_norm, comb_type, bn_mode,
+  remat_stages, pool5_window, classification_dropout, input_mean, input_std, dtype.
   """
-  m = config["model"]
+  m = model_config
   place_graph = parse_places(m["place_graph"], GRAPH_PLACES, "place_graph")
   graph = GraphConfig.from_dict(dict(m["graph"])) if place_graph else None
   dtype = jnp.dtype(m["dtype"])
@@ -145,7 +144,7 @@ def build_model(config: Mapping[str, Any]) -> VideoClassifier:
   window = m["pool5_window"]
   return VideoClassifier(
       backbone=backbone,
-      num_classes=config["num_classes"],
+      num_classes=m["num_classes"],
       graph_final="final" in place_graph,
       graph=graph,
       final_norm=m["final_norm"],

@@ -113,30 +113,30 @@ class SyncMNISTClassifier(nn.Module):
     return tf_batch_norm("baseline_bn", train, self.dtype)(x)
 
 
-def build_model(config: Mapping[str, Any]) -> SyncMNISTClassifier:
-  """Builds the classifier from a config (see configs/syncmnist_common.py).
+def build_model(model_config: Mapping[str, Any]) -> SyncMNISTClassifier:
+  """Builds the classifier from `config.model` (see configs/syncmnist_common.py).
 
-  Reads `model`, `num_classes`, `backbone.width`, `backbone.input_scale`
-  (default 1.0), `graph` (a mapping of
-  GraphConfig fields), `lstm.units`, `lstm.readout`, `dropout_rate`, `dtype`.
+  Reads `head`, `num_classes`, `backbone.width`, `backbone.input_scale`
+  (default 1.0), `graph` (a mapping of GraphConfig fields), `combine`,
+  `residual_norm`, `lstm.units`, `lstm.readout`, `baseline_bn`, `dropout_rate`,
+  `dtype`.
   """
-  head = config["model"]
+  m = model_config
+  head = m["head"]
   if head not in HEADS:
-    raise ValueError(f"config.model={head!r} is not one of {HEADS}")
-  graph = None
-  if head == "rstg":
-    graph = GraphConfig.from_dict(dict(config["graph"]))
+    raise ValueError(f"config.model.head={head!r} is not one of {HEADS}")
+  graph = GraphConfig.from_dict(dict(m["graph"])) if head == "rstg" else None
   return SyncMNISTClassifier(
       head=head,
-      num_classes=config["num_classes"],
-      backbone_width=config["backbone"]["width"],
-      input_scale=config["backbone"].get("input_scale", 1.0),
+      num_classes=m["num_classes"],
+      backbone_width=m["backbone"]["width"],
+      input_scale=m["backbone"].get("input_scale", 1.0),
       graph=graph,
-      combine=config["combine"],
-      residual_norm=config["residual_norm"],
-      lstm_units=config["lstm"]["units"],
-      lstm_readout=config["lstm"]["readout"],
-      baseline_bn=config["baseline_bn"],
-      dropout_rate=config["dropout_rate"],
-      dtype=jnp.dtype(config["dtype"]),
+      combine=m["combine"],
+      residual_norm=m["residual_norm"],
+      lstm_units=m["lstm"]["units"],
+      lstm_readout=m["lstm"]["readout"],
+      baseline_bn=m["baseline_bn"],
+      dropout_rate=m["dropout_rate"],
+      dtype=jnp.dtype(m["dtype"]),
   )

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from rstg_jax import configs_lib
+from rstg_configs import common as configs_common
 from rstg_jax.models import smt_model
 
 FLAGS = flags.FLAGS
@@ -52,7 +52,7 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
   path, _, arg = spec.partition(":")
   if not os.path.isfile(path):
     raise FileNotFoundError(f"config file {path!r} not found")
-  module = configs_lib.load_config_file(path)
+  module = configs_common.load_config_file(path)
   return module.get_config(arg) if arg else module.get_config()
 
 
@@ -92,7 +92,7 @@ def param_breakdown(params: Mapping[str, Any]) -> dict[str, int]:
 
 
 def clip_shape(config: Mapping[str, Any], batch: int = 1) -> tuple[int, ...]:
-  ds = config["dataset"]
+  ds = config["data"]
   return (batch, ds["num_frames"], ds["image_size"], ds["image_size"], 3)
 
 
@@ -131,7 +131,7 @@ def xla_flops(fn: Callable[..., Any], *args: Any) -> float:
 
 def report(config: Mapping[str, Any], name: str = "") -> dict[str, Any]:
   """Parameters (by part) and forward GFLOPs per clip of one config."""
-  model = smt_model.build_model(config)
+  model = smt_model.build_model(config["model"])
   shape = clip_shape(config)
   variables = abstract_variables(model, shape)
   video = jax.ShapeDtypeStruct(shape, jnp.float32)

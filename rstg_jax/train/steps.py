@@ -1,8 +1,8 @@
 """Pure train and eval steps (jit and shardings are added by rstg_jax.parallel).
 
 Batches are dicts: `video` [B, T, H, W, C] (uint8 or float, 0-255), `label`
-[B] int32 and, for evaluation, `mask` [B] float32 (0 marks padding) and, for
-SyncMNIST, `digits` [B, n] int32 (the digit classes, see eval_step).
+[B] int32 and, for evaluation, `mask` [B] float32 (0 marks padding) plus
+whatever keys the task's eval metrics need (`make_eval_step(extra_keys=...)`).
 """
 from __future__ import annotations
 
@@ -55,27 +55,49 @@ def make_train_step(
     per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     lr = (learning_rate_fn(state.step) if learning_rate_fn is not None
           else jnp.nan)
+    # Checked by the loop before any save or evaluation: the loss and the
+    # gradient are computed before the update, so they can be finite while
+    # the updated parameters are not.
+    finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in
+                                  jax.tree.leaves((new_state.params,
+                                                   new_state.batch_stats))]))
     metrics = metrics_lib.TrainMetrics.single_from_model_output(
         loss=per_example, logits=logits, labels=labels,
         grad_norm=optax.global_norm(grads),
-        learning_rate=jnp.asarray(lr, jnp.float32))
+        learning_rate=jnp.asarray(lr, jnp.float32),
+        state_nonfinite=1.0 - finite.astype(jnp.float32))
     return new_state, metrics
 
   return train_step
 
 
-def eval_step(state: TrainState, batch: Batch) -> metrics_lib.EvalMetrics:
-  """Metrics of one (possibly padded) batch; padding (mask 0) never counts.
+def make_eval_step(metrics_cls: type = metrics_lib.EvalMetrics,
+                   extra_keys: tuple[str, ...] = ()) -> Callable:
+  """Returns eval_step(state, batch) -> `metrics_cls` of one (padded) batch.
 
-  A batch with SyncMNIST `digits` [B, n] also gets `pair_top1`
-  (metrics.SyncPairAccuracy).
+  Padding (mask 0) never counts. `extra_keys` are batch keys passed on to the
+  metrics (e.g. SyncMNIST's `digits` for the synchronous-pair accuracy).
   """
-  labels = batch["label"].astype(jnp.int32)
+  def eval_step(state: TrainState, batch: Batch):
+    labels = batch["label"].astype(jnp.int32)
+    logits = state.apply_fn(state.variables(), batch["video"], train=False)
+    per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    return metrics_cls.single_from_model_output(
+        loss=per_example, logits=logits, labels=labels,
+        mask=batch["mask"].astype(jnp.float32),
+        **{k: batch[k] for k in extra_keys})
+  return eval_step
+
+
+eval_step = make_eval_step()
+
+
+def predict_step(state: TrainState, batch: Batch) -> dict[str, jax.Array]:
+  """Per-clip logits [B, K] of a global batch, with the batch's other keys.
+
+  With a replicated output sharding every process receives the rows of all
+  processes (the gather of a multi-host multi-view evaluation).
+  """
   logits = state.apply_fn(state.variables(), batch["video"], train=False)
-  per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-  outputs = dict(loss=per_example, logits=logits, labels=labels,
-                 mask=batch["mask"].astype(jnp.float32))
-  if "digits" in batch:
-    return metrics_lib.SyncMnistEvalMetrics.single_from_model_output(
-        digits=batch["digits"].astype(jnp.int32), **outputs)
-  return metrics_lib.EvalMetrics.single_from_model_output(**outputs)
+  return {"logits": logits.astype(jnp.float32),
+          **{k: v for k, v in batch.items() if k != "video"}}

@@ -1,0 +1,87 @@
+"""The interface between the training loop and a task.
+
+The loop calls, in this order: `describe()` (what the user sees at start),
+`build_model()`, `train_input()` / `eval_input()`, the jitted steps with the
+task's `eval_metrics` collection (fed the batch keys `eval_batch_keys`),
+`summary_fields()` after each evaluation, and `final_report()` once at the end
+(e.g. a dense multi-view evaluation report). Inputs follow two small protocols:
+
+  train input: `iterate(start_step)` -> this process's batches for steps
+    start_step + 1, start_step + 2, ... (a pure function of seed and step, so
+    a resumed run sees the batches an uninterrupted one sees);
+    `num_examples`, `steps_per_epoch`, `element_shape('video')`.
+  eval input: iterable of this process's padded batches with `mask` (0 =
+    padding), the same number on every process; `num_examples` (real examples
+    over all processes).
+"""
+from __future__ import annotations
+
+import abc
+from typing import Any, Callable
+
+import flax.linen as nn
+from jax.sharding import Mesh
+import ml_collections
+
+from rstg_jax.train import metrics as metrics_lib
+
+
+class Task(abc.ABC):
+  """One kind of experiment (a data set, its model family, metrics and reports)."""
+
+  # The clu collection computed by the eval step, and the batch keys (besides
+  # video, label, mask) that its metrics need.
+  eval_metrics: type = metrics_lib.EvalMetrics
+  eval_batch_keys: tuple[str, ...] = ()
+
+  def __init__(self, config: ml_collections.ConfigDict, mesh: Mesh):
+    self.config = config
+    self.mesh = mesh
+
+  @property
+  def eval_split(self) -> str:
+    """The split of the periodic evaluation (the prefix of its summary fields)."""
+    return self.config.data.eval_split
+
+  @abc.abstractmethod
+  def prepare(self) -> None:
+    """Finds (or builds) the data; raises a clear error for a missing split or a
+    class count that differs from the data's label count."""
+
+  @abc.abstractmethod
+  def describe(self) -> str:
+    """Split sizes and anything the build skipped, for the start-up log."""
+
+  @abc.abstractmethod
+  def video_shape(self) -> tuple[int, ...]:
+    """(T, H, W, C) of one training clip (the model is initialised on it)."""
+
+  @abc.abstractmethod
+  def build_model(self) -> nn.Module:
+    """A Linen classifier: `apply(variables, video, train=...)` -> logits [B, K]."""
+
+  @abc.abstractmethod
+  def train_input(self) -> Any:
+    """This process's training batches (see the module docstring)."""
+
+  @abc.abstractmethod
+  def eval_input(self) -> Any:
+    """This process's batches of the periodic evaluation."""
+
+  def summary_fields(self, evaluation: dict[str, Any]) -> dict[str, Any]:
+    """Extra task figures of one evaluation, e.g. {'pair_top1': ...}."""
+    del evaluation
+    return {}
+
+  def final_report(self, state: Any, predict_step: Callable, workdir: str
+                   ) -> dict[str, Any]:
+    """Runs after the last evaluation; returns fields for summary.json."""
+    del state, predict_step, workdir
+    return {}
+
+  def summary_line(self, summary: dict[str, Any]) -> str:
+    """The last line the main job prints."""
+    p = self.eval_split
+    return (f"{p} top-1 {summary[f'{p}_top1']:.4f}  top-5 {summary[f'{p}_top5']:.4f}"
+            f"  ({summary[f'{p}_num_examples']} videos, {summary['steps']} steps, "
+            f"{summary['train_seconds']:.0f} s training)")

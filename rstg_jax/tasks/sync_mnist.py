@@ -1,0 +1,80 @@
+"""SyncMNIST: which two of the moving digits move in sync (46 classes, spec §10.1).
+
+Model: `rstg_jax.models.syncmnist_model` (SimpleConv + RSTG / mean / LSTM);
+inputs: `rstg_jax.data.sync_mnist_input` over the tfds builder (generated when
+absent); extra metric: the synchronous-pair accuracy (`test_pair_top1`: the
+true pair against the other pairs of the digits present; 1/3 for a model blind
+to motion with 3 digits).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+
+from rstg_jax.data import sliced_input
+from rstg_jax.data import sync_mnist_input
+from rstg_jax.models import syncmnist_model
+from rstg_jax.tasks import base
+from rstg_jax.tasks import sync_mnist_metrics
+from rstg_jax import parallel
+
+
+class Task(base.Task):
+  """The SyncMNIST task (`config.task = 'sync_mnist'`)."""
+
+  eval_metrics = sync_mnist_metrics.SyncMnistEvalMetrics
+  eval_batch_keys = ("digits",)
+
+  def prepare(self) -> None:
+    data = self.config.data
+    self.builder = sync_mnist_input.load_builder(data)
+    splits = self.builder.info.splits
+    for field in ("train_split", "eval_split"):
+      if data[field] not in splits:
+        raise ValueError(f"config.data.{field}={data[field]!r}: the build "
+                         f"{self.builder.data_dir} has splits {sorted(splits)}")
+    labels = self.builder.info.features["label"].num_classes
+    if labels != self.config.model.num_classes:
+      raise ValueError(f"config.model.num_classes={self.config.model.num_classes} "
+                       f"but the data {self.builder.info.full_name} has {labels} labels")
+
+  def describe(self) -> str:
+    splits = self.builder.info.splits
+    return (f"SyncMNIST {self.builder.info.full_name} in {self.builder.data_dir}: "
+            + ", ".join(f"{s} {splits[s].num_examples} videos" for s in splits))
+
+  def video_shape(self) -> tuple[int, ...]:
+    return tuple(self.builder.info.features["video"].shape)
+
+  def build_model(self):
+    return syncmnist_model.build_model(self.config.model)
+
+  def train_input(self):
+    data = self.config.data
+
+    def slice_input(index: int, count: int, batch_size: int, seed: int):
+      return sync_mnist_input.TrainInput(
+          self.builder, split=data.train_split, batch_size=batch_size, seed=seed,
+          shuffle_buffer=data.shuffle_buffer, cache=data.cache,
+          process_index=index, process_count=count)
+    # This process's rows of every global batch, read from its own slices of
+    # the split (config.data.num_slices; 0: one slice per process).
+    return sliced_input.SlicedTrainInput(
+        slice_input, global_batch=self.config.batch_size, seed=self.config.seed,
+        num_slices=self.config.data.get("num_slices") or jax.process_count())
+
+  def eval_input(self):
+    return sync_mnist_input.EvalInput(
+        self.builder, split=self.config.data.eval_split,
+        batch_size=parallel.per_process_batch_size(
+            self.config.eval_batch_size, self.mesh, "config.eval_batch_size"),
+        cache=self.config.data.cache)
+
+  def summary_fields(self, evaluation: dict[str, Any]) -> dict[str, Any]:
+    return {"pair_top1": float(evaluation["pair_top1"])}
+
+  def summary_line(self, summary: dict[str, Any]) -> str:
+    p = self.eval_split
+    return (super().summary_line(summary) + f"  synchronous-pair top-1 "
+            f"{summary[f'{p}_pair_top1']:.4f} (chance 1/3 with 3 digits)")
