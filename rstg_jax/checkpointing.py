@@ -183,8 +183,16 @@ class Checkpointer:
   def restore_arrays(self, step: int | None = None) -> dict[str, Any]:
     """The saved arrays of `step` (default latest) as host numpy, no template."""
     step = self.latest_step() if step is None else step
+    # Onto this process's first device, whatever devices wrote it (a
+    # checkpoint of an 8-device run read by a 4-device job).
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    saved = self._manager.item_metadata(step)["state"]
+    saved = getattr(saved, "tree", saved)
+    target = jax.tree.map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), saved,
+        is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
     restored = self._manager.restore(
-        step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
     return jax.device_get(restored["state"])
 
   def wait_until_finished(self) -> None:

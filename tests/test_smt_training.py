@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 
-from absl import flags
 import jax
 import numpy as np
 import pytest
@@ -89,21 +88,17 @@ def test_every_config_builds_at_full_size():
     assert logits.shape == (1, config.model.num_classes), path
 
 
-def _run_main(argv, monkeypatch):
-  from rstg_jax import main  # pylint: disable=g-import-not-at-top
-  monkeypatch.setattr(sys, "argv", argv)
-  cwd = os.getcwd()
-  os.chdir(_REPO)
-  try:
-    flags.FLAGS(argv)
-    main.main(argv[:1])
-  finally:
-    flags.FLAGS.unparse_flags()
-    os.chdir(cwd)
+def _run_main(args):
+  """`python -m rstg_jax.main ARGS` in a fresh process (absl flags parse once)."""
+  env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_"))}
+  proc = subprocess.run([sys.executable, "-m", "rstg_jax.main", *args], cwd=_REPO,
+                        env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  return proc.stdout
 
 
 def _main_flags(config_name: str, data_dir, workdir, name="v1", steps=2):
-  return ["rstg-train", f"--config=configs/{config_name}.py:tiny", f"--workdir={workdir}",
+  return [f"--config=configs/{config_name}.py:tiny", f"--workdir={workdir}",
           f"--config.data.data_dir={data_dir}", f"--config.data.name={name}",
           "--config.batch_size=8", "--config.eval_batch_size=8",
           f"--config.num_train_steps={steps}", "--config.eval_every_steps=0"]
@@ -113,10 +108,9 @@ def _main_flags(config_name: str, data_dir, workdir, name="v1", steps=2):
 @pytest.mark.parametrize("config_name", [
     c if c == "smt_i3d_rstg_final" else pytest.param(c, marks=pytest.mark.slow)
     for c in SMT_CONFIGS])
-def test_tiny_config_trains_and_evaluates_through_main(config_name, v1_data, tmp_path,
-                                                       monkeypatch, capsys):
+def test_tiny_config_trains_and_evaluates_through_main(config_name, v1_data, tmp_path):
   workdir = tmp_path / "run"
-  _run_main(_main_flags(config_name, v1_data, workdir), monkeypatch)
+  out = _run_main(_main_flags(config_name, v1_data, workdir))
   summary = json.loads((workdir / "summary.json").read_text())
   assert summary["task"] == "something_something" and summary["steps"] == 2
   assert summary["validation_num_examples"] == 5
@@ -129,14 +123,15 @@ def test_tiny_config_trains_and_evaluates_through_main(config_name, v1_data, tmp
                  "predictions.txt", "video_logits.npz"):
     assert (workdir / f"validation_1x1_{suffix}").is_file(), suffix
   assert len((workdir / "validation_1x1_predictions.txt").read_text().splitlines()) == 5
-  assert "validation top-1" in capsys.readouterr().out
+  assert "validation top-1" in out and "1x1 views: top-1" in out
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg for webm")
-def test_v2_trains_and_evaluates_through_main(tmp_path_factory, tmp_path, monkeypatch):
+def test_v2_trains_and_evaluates_through_main(tmp_path_factory, tmp_path):
   data = _build(tmp_path_factory.mktemp("smt_v2"), SomethingSomethingV2, ft.write_v2_tree)
   workdir = tmp_path / "run"
-  _run_main(_main_flags("smt_c2d", data, workdir, name="v2"), monkeypatch)
+  _run_main(_main_flags("smt_c2d", data, workdir, name="v2"))
   summary = json.loads((workdir / "summary.json").read_text())
   assert summary["steps"] == 2 and summary["validation_1x1_num_videos"] == 5
   assert summary["config"]["data"]["name"] == "v2"
@@ -228,6 +223,7 @@ def test_dense_evaluation_counts_every_video_once_and_equals_a_numpy_reference(
   assert not (tmp_path / "eval" / "checkpoints").exists()   # evaluation writes none
 
 
+@pytest.mark.slow   # two processes each compile the model: minutes on 2 cores
 def test_dense_evaluation_on_two_processes_equals_the_reference(trained, v1_data, tmp_path):
   config, workdir = trained
   out = tmp_path / "eval2"

@@ -277,15 +277,18 @@ def set_up(config: ml_collections.ConfigDict, workdir: str, *, mesh: Mesh | None
   else:
     if training:
       _check_lost_checkpoints(config, workdir)
-    state = jax.jit(init_fn, out_shardings=repl)()
     if config.init_from:
       source, name = init_from_lib.load(config.init_from)
+      if not training:  # before anything compiles
+        shapes = jax.eval_shape(init_fn)
+        init_from_lib.check_exact(shapes.params, shapes.batch_stats, source, name)
+    state = jax.jit(init_fn, out_shardings=repl)()
+    if config.init_from:
       if training:
         params, stats, report = init_from_lib.merge_for_fine_tuning(
             state.params, state.batch_stats, source, name)
         init_report = report.lines()
       else:
-        init_from_lib.check_exact(state.params, state.batch_stats, source, name)
         params, stats = source["params"], source["batch_stats"]
         init_report = [f"evaluating {name}"]
       params, stats = parallel.replicate((params, stats), mesh)
