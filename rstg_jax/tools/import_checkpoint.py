@@ -119,7 +119,9 @@ def _flat(tree: Any) -> dict[str, Any]:
 
 def _init_fn(built: BuiltModel, seed: int):
   def init():
-    rng = jax.random.PRNGKey(seed)
+    # Only parameters the source does not fill keep these values; the 'rbg' generator
+    # compiles much faster on CPU than threefry for a whole ResNet.
+    rng = jax.random.key(seed, impl="rbg")
     return built.model.init({"params": rng, "dropout": rng},
                             jnp.zeros(built.init_shape, jnp.float32), train=False)
   return init
@@ -368,6 +370,8 @@ def convert(built: BuiltModel, source: SourceTensors, *, seed: int = 0,
           values[key] = ("reorder", values[key], rows_for_labels)
     else:
       head_order = "source"
+  if target_class_names is not None and not head_order.startswith("labels"):
+    head_order += " (--class_names ignored: no 174-row original head to reorder)"
 
   # The positional embedding: a constant of ours, checked against the checkpoint.
   if built.uses_positional_emb:
@@ -508,8 +512,7 @@ def import_checkpoint(config: ml_collections.ConfigDict, source_path: str,
                       print_fn=print) -> ImportResult:
   """The whole tool: read, map, check, (write if out_dir), print the table."""
   built = _build_model(config)
-  source = read_source(source_path, built.info.root if built.info.kind == "smt"
-                       else "tower")
+  source = read_source(source_path, built.info.root)
   names = read_class_names(class_names_path) if class_names_path else None
   result = convert(built, source, seed=int(config.get("seed", 0)),
                    allow_missing=allow_missing, target_class_names=names)
