@@ -15,7 +15,7 @@ import jax
 import numpy as np
 import pytest
 
-from rstg_jax import configs_lib
+from rstg_configs import common as configs_common
 from rstg_jax.tools import import_checkpoint as ic
 import tf1_checkpoint_writer as writer
 import tf_reference_forward as ref
@@ -27,24 +27,24 @@ TOLERANCE = 1e-4
 
 
 def load(name: str, arg: str = ""):
-  module = configs_lib.load_config_file(os.path.join(REPO, "configs", f"{name}.py"))
-  return module.get_config(arg)
+  return configs_common.get_config(f"{name}:{arg}" if arg else name)
 
 
 def syncmnist_config(width: int):
   """The paper's SyncMNIST model (serial, no norms), optionally narrower."""
   c = load("syncmnist_rstg")
-  c.backbone.width = width
-  c.graph.node_feat_dim = c.graph.message_dims = width
+  c.model.backbone.width = width
+  c.model.graph.node_feat_dim = c.model.graph.message_dims = width
   return c
 
 
 def original_for(config) -> writer.OriginalModel:
   """The original's structure of a config, from config values only."""
-  if config.get("data", {}).get("name") == "sync_mnist":
-    g = config.graph
+  if config.task == "sync_mnist":
+    g = config.model.graph
     return writer.OriginalModel(
-        backbone="simple", width=config.backbone.width, num_classes=config.num_classes,
+        backbone="simple", width=config.model.backbone.width,
+        num_classes=config.model.num_classes,
         place_graph=("final",), graph_dim=g.node_feat_dim, use_att=g.use_att,
         scalewise=g.scalewise_update, use_norm=g.use_norm, pre_graph_bn=g.pre_graph_bn,
         use_pe=g.use_positional_emb)
@@ -53,7 +53,7 @@ def original_for(config) -> writer.OriginalModel:
   backbone = "nonlocal" if m.place_nonlocal != "none" else m.backbone
   return writer.OriginalModel(
       backbone=backbone, stage_sizes=tuple(m.stage_sizes), width=m.width,
-      num_classes=config.num_classes, place_graph=split(m.place_graph),
+      num_classes=m.num_classes, place_graph=split(m.place_graph),
       place_nonlocal=split(m.place_nonlocal), graph_dim=m.graph.node_feat_dim,
       use_att=m.graph.use_att, scalewise=m.graph.scalewise_update,
       use_norm=m.graph.use_norm, final_norm=m.final_norm)
@@ -75,7 +75,7 @@ def make_checkpoint(tmp_path, config, *, seed=0, edit=None, extras=True):
 
 def video_for(config, frames=8, size=64, batch=2, seed=1):
   rng = np.random.default_rng(seed)
-  if config.get("data", {}).get("name") == "sync_mnist":
+  if config.task == "sync_mnist":
     return rng.uniform(0, 4, (batch, 10, 64, 64, 1)).astype(np.float32)
   return rng.normal(size=(batch, frames, size, size, 3)).astype(np.float32)
 
@@ -83,7 +83,7 @@ def video_for(config, frames=8, size=64, batch=2, seed=1):
 def reference_logits(config, values, video):
   orig = original_for(config)
   if orig.backbone == "simple":
-    g = config.graph
+    g = config.model.graph
     return ref.logits(orig, ref.Tensors(values), video, num_iter=g.num_process_iter,
                       image_dim=g.image_dim)
   g = config.model.graph
@@ -245,6 +245,15 @@ def test_output_resumes_as_a_training_state(tmp_path):
   ckpt.close()
   assert int(state.step) == 0
   assert meta["source_format"] == "tf1" and meta["imported_from"].endswith("12345")
+  # `--config.init_from=DIR` reads it: every tensor matches the config's model
+  # (what mode=eval requires) and fine-tuning loads them all.
+  from rstg_jax.train import init_from  # pylint: disable=g-import-not-at-top
+  source, name = init_from.load(str(out))
+  shapes = jax.eval_shape(init)
+  init_from.check_exact(shapes.params, shapes.batch_stats, source, name)
+  _, _, report = init_from.merge_for_fine_tuning(shapes.params, shapes.batch_stats,
+                                                 source, name)
+  assert not report.initialised and not report.reinitialised and not report.dropped
 
 
 # ------------------------------------------------------------------------------ Caffe2

@@ -75,23 +75,23 @@ def _build_model(config: ml_collections.ConfigDict) -> BuiltModel:
   The one place that knows the config schema (SyncMNIST: configs/syncmnist_*.py,
   Something-Something / Kinetics: configs/smt_*.py, kinetics_*.py).
   """
-  data_name = config.get("data", {}).get("name") if "data" in config else None
-  if data_name == "sync_mnist":
+  if config.task == "sync_mnist":
     from rstg_jax.models import syncmnist_model  # pylint: disable=g-import-not-at-top
+    m = config.model
     problems = []
-    if config.model != "rstg":
-      problems.append(f"config.model={config.model!r} (only 'rstg' has an original)")
-    if config.combine != "serial":
-      problems.append(f"config.combine={config.combine!r} (the original is 'serial')")
-    if config.residual_norm != "none":
-      problems.append(f"config.residual_norm={config.residual_norm!r} (the original "
+    if m.head != "rstg":
+      problems.append(f"config.model.head={m.head!r} (only 'rstg' has an original)")
+    if m.combine != "serial":
+      problems.append(f"config.model.combine={m.combine!r} (the original is 'serial')")
+    if m.residual_norm != "none":
+      problems.append(f"config.model.residual_norm={m.residual_norm!r} (the original "
                       "has none)")
     if problems:
       raise CheckpointImportError(
           "this SyncMNIST config has no original checkpoint: " + "; ".join(problems))
-    g = config.graph
+    g = m.graph
     info = tf_names.ModelInfo("syncmnist", "simple", g.use_att, g.scalewise_update)
-    return BuiltModel(syncmnist_model.build_model(config), info, (1, 10, 64, 64, 1),
+    return BuiltModel(syncmnist_model.build_model(m), info, (1, 10, 64, 64, 1),
                       bool(g.use_positional_emb))
   from rstg_jax.models import smt_model  # pylint: disable=g-import-not-at-top
   m = config.model
@@ -102,7 +102,7 @@ def _build_model(config: ml_collections.ConfigDict) -> BuiltModel:
     raise CheckpointImportError(
         f"place_graph={m.place_graph!r}: the original C2D names every residual norm "
         "'after_graph_ln' without a prefix, so it cannot hold more than one graph")
-  return BuiltModel(smt_model.build_model(config), info, (1, 8, 64, 64, 3),
+  return BuiltModel(smt_model.build_model(config.model), info, (1, 8, 64, 64, 3),
                     bool(places) and bool(g.use_positional_emb))
 
 
@@ -476,8 +476,7 @@ def write_import(out_dir: str, config: ml_collections.ConfigDict, built: BuiltMo
       "source_format": source.format,
       "class_names": result.class_names,
       "head_order": result.head_order,
-      "model": config.get("model") if isinstance(config.get("model"), str)
-      else dict(config.model).get("name", "smt_resnet"),
+      "model": config.model.name, "task": config.task,
       "counts": result.counts(),
       "skipped": result.skipped,
       "initialised": result.initialised,
