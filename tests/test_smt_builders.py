@@ -190,3 +190,24 @@ def test_v2_builds_from_webm_with_labels_and_skips(tmp_path):
   assert got["11"]["frames"].shape[1:] == (40, int(64 / 48 * 40), 3)
   assert _examples(builder, "validation")["21"]["label"] == 170
   assert _examples(builder, "test")["31"]["label"] == -1
+
+
+def test_label_and_split_files_that_are_not_utf8_name_file_line_and_encoding(tmp_path):
+  latin1 = tmp_path / "labels.csv"
+  latin1.write_bytes("Holding something\nPutting caf\u00e9 on something\n".encode("latin-1"))
+  with pytest.raises(ValueError, match=r"labels\.csv:2: not UTF-8 text \(byte 0xe9 at "
+                                       r"column 12\); labels and split files must be UTF-8"):
+    split_files.read_v1_labels(str(latin1))
+  index = {"Holding something": 0}
+  split = tmp_path / "train.csv"
+  split.write_bytes(b"1;Holding something\r\n2;Holding something\r\n3;Hold\xffing\r\n")
+  with pytest.raises(ValueError, match=r"train\.csv:3: not UTF-8 text \(byte 0xff"):
+    split_files.read_v1_split(str(split), index, True)
+  js = tmp_path / "labels.json"
+  js.write_bytes('{"Holding something": "0",\n "Caf\u00e9": "1"}'.encode("cp1252"))
+  with pytest.raises(ValueError, match=r"labels\.json:2: not UTF-8 text"):
+    split_files.read_v2_labels(str(js))
+  # UTF-8 with a BOM and CRLF / CR line ends still reads.
+  ok = tmp_path / "ok.csv"
+  ok.write_bytes("\ufeffa\r\nb\rc\u00e9\n".encode("utf-8"))
+  assert split_files.read_v1_labels(str(ok)) == ["a", "b", "c\u00e9"]
