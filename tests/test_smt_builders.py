@@ -211,3 +211,31 @@ def test_label_and_split_files_that_are_not_utf8_name_file_line_and_encoding(tmp
   ok = tmp_path / "ok.csv"
   ok.write_bytes("\ufeffa\r\nb\rc\u00e9\n".encode("utf-8"))
   assert split_files.read_v1_labels(str(ok)) == ["a", "b", "c\u00e9"]
+
+
+def test_v1_original_reencodes_a_png_named_jpg_and_names_it(tmp_path):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  manual = tmp_path / "manual"
+  ft.write_v1_tree(str(manual), {"train": [ft.FakeVideo("1", NAMES[1], 3, 40, 48),
+                                           ft.FakeVideo("2", NAMES[2], 3, 40, 48)],
+                                 "validation": [ft.FakeVideo("3", NAMES[3], 3, 40, 48)],
+                                 "test": []})
+  png = manual / "20bn-something-something-v1" / "2" / "00002.jpg"
+  pixels = np.asarray(Image.open(png))
+  Image.fromarray(pixels).save(png, format="PNG")      # a PNG renamed .jpg
+  assert png.read_bytes().startswith(b"\x89PNG")
+  builder = ft.prepare(SomethingSomethingV1, str(manual), str(tmp_path / "data"),
+                       config="original")
+  stored = builder.as_dataset("train", decoders={"frames": tfds.decode.SkipDecoding()})
+  by_id = {e["video_id"].decode(): e for e in tfds.as_numpy(stored)}
+  assert sorted(by_id) == ["1", "2"] and by_id["2"]["label"] == 2    # kept
+  frame = by_id["2"]["frames"][1]
+  assert frame_io.image_format(frame) == "JPEG"
+  decoded = tf.io.decode_and_crop_jpeg(frame, [0, 0, 40, 48], channels=3).numpy()
+  assert np.abs(decoded.astype(int) - pixels).mean() < 4    # the same picture
+  assert by_id["2"]["frames"][0] == (png.parent / "00001.jpg").read_bytes()  # JPEGs untouched
+  note = builder.info.metadata["bad_input"]["splits"]["train"]["non_jpeg_frame"]
+  assert note["count"] == 1 and note["video_ids"] == ["2"]
+  assert note["details"] == [f"{png}: PNG data in a JPEG-named file, re-encoded as JPEG"]
+  assert builder.info.metadata["bad_input"]["splits"]["validation"]["non_jpeg_frame"][
+      "count"] == 0
