@@ -239,3 +239,35 @@ def test_v1_original_reencodes_a_png_named_jpg_and_names_it(tmp_path):
   assert note["details"] == [f"{png}: PNG data in a JPEG-named file, re-encoded as JPEG"]
   assert builder.info.metadata["bad_input"]["splits"]["validation"]["non_jpeg_frame"][
       "count"] == 0
+
+
+def test_v1_gaps_in_frame_numbering_are_counted_and_warned_naming_the_folder(
+    tmp_path, caplog):
+  import logging  # pylint: disable=g-import-not-at-top
+  manual = tmp_path / "manual"
+  ft.write_v1_tree(str(manual), {"train": [ft.FakeVideo("1", NAMES[1], 4, 40, 48),
+                                           ft.FakeVideo("2", NAMES[2], 8, 40, 48)],
+                                 "validation": [ft.FakeVideo("3", NAMES[3], 3, 40, 48)],
+                                 "test": []})
+  frames = manual / "20bn-something-something-v1"
+  (frames / "1" / "00003.jpg").unlink()                       # 00001, 00002, 00004
+  for t in (1, 5, 6):
+    (frames / "2" / f"{t:05d}.jpg").unlink()
+  with caplog.at_level(logging.WARNING):
+    builder = ft.prepare(SomethingSomethingV1, str(manual), str(tmp_path / "data"),
+                         config=SMALL)
+  gaps = builder.info.metadata["bad_input"]["splits"]["train"]["frame_number_gap"]
+  assert gaps["count"] == 2 and gaps["video_ids"] == ["1", "2"]
+  assert gaps["details"] == [
+      f"{frames / '1'}: 1 frame number(s) missing (3) among 3 frames (a partial download?)",
+      f"{frames / '2'}: 3 frame number(s) missing (1, 5-6) among 5 frames (a partial "
+      "download?)"]
+  assert builder.info.metadata["bad_input"]["splits"]["validation"]["frame_number_gap"][
+      "count"] == 0
+  warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+  assert any(str(frames / "1") in m and "missing (3)" in m for m in warned), warned
+  got = _examples(builder, "train")
+  assert got["1"]["num_frames"] == 3 and got["2"]["num_frames"] == 5   # kept as present
+  assert frame_io.frame_number_gaps(["a/00000.jpg", "a/00001.jpg"]) == []
+  assert frame_io.frame_number_gaps(["a/img_0002.jpg", "a/img_0004.jpg"]) == [1, 3]
+  assert frame_io.frame_number_gaps(["a/first.jpg", "a/00002.jpg"]) == []

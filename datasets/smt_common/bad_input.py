@@ -12,6 +12,7 @@ Policy (the same for v1 and v2):
 | a listed video with an unreadable JPEG, frames of different sizes, or a webm ffmpeg cannot decode | skipped, counted as `unreadable_video` (error with `strict=True`) |
 | a video on disk that no split file lists | not in the data set, counted as `not_in_any_split` (informational) |
 | a frame file whose bytes are not JPEG (e.g. a PNG renamed `.jpg`; format read from the magic bytes) | kept, re-encoded as JPEG, counted as `non_jpeg_frame` (one per frame) with the file name |
+| gaps in a frame folder's numbering (00001, 00002, 00004: how a partial download looks) | kept with the frames present, counted as `frame_number_gap` (one per video) with the folder name |
 
 A skip drops the whole video, label included, so labels can never shift
 against videos. Counts and the first ids of each kind are logged at the end of
@@ -28,7 +29,7 @@ from absl import logging
 
 SKIP_REASONS = ("missing_video", "unreadable_video")
 # Odd input that is kept (the video is written), but counted and named.
-NOTE_REASONS = ("non_jpeg_frame",)
+NOTE_REASONS = ("non_jpeg_frame", "frame_number_gap")
 MAX_IDS_REPORTED = 50
 MAX_WARNINGS = 20
 

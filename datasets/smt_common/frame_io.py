@@ -93,6 +93,37 @@ def list_frame_files(folder: str) -> list[str]:
   return [os.path.join(folder, n) for n in sorted(names, key=_natural_key)]
 
 
+def frame_number_gaps(paths: list[str]) -> list[int]:
+  """Frame numbers missing from a folder's files (00001, 00002, 00004 -> [3]).
+
+  A frame's number is the last run of digits of its file name; numbering is
+  expected to run without gaps from 1 (or from 0 when a 0 is present) to the
+  largest number. Names without a number: no check ([]).
+  """
+  numbers = set()
+  for path in paths:
+    runs = re.findall(r"\d+", os.path.splitext(os.path.basename(path))[0])
+    if not runs:
+      return []
+    numbers.add(int(runs[-1]))
+  if not numbers:
+    return []
+  first = 0 if 0 in numbers else 1
+  return [n for n in range(first, max(numbers) + 1) if n not in numbers]
+
+
+def _describe_gaps(missing: list[int]) -> str:
+  ranges, start = [], None
+  for i, n in enumerate(missing):
+    if start is None:
+      start = n
+    if i + 1 == len(missing) or missing[i + 1] != n + 1:
+      ranges.append(str(start) if start == n else f"{start}-{n}")
+      start = None
+  shown = ", ".join(ranges[:10]) + (", ..." if len(ranges) > 10 else "")
+  return f"{len(missing)} frame number(s) missing ({shown})"
+
+
 def read_frame_folder(folder: str, short_side: int | None,
                       jpeg_quality: int) -> EncodedVideo:
   """Reads a v1 frame folder; resizes and re-encodes when `short_side` is set.
@@ -106,6 +137,10 @@ def read_frame_folder(folder: str, short_side: int | None,
   skipping the video) keeps the video; the image decoded fine, only its
   container was wrong.
 
+  Gaps in the frame numbering (00001, 00002, 00004: how a partial download
+  looks) keep the video with the frames present, noted as `frame_number_gap`
+  with the folder name.
+
   Raises:
     BadVideoError: missing/empty folder, an unreadable JPEG, or frames of
       different sizes.
@@ -116,6 +151,11 @@ def read_frame_folder(folder: str, short_side: int | None,
   if not paths:
     raise BadVideoError("missing_video", folder, "frame folder has no .jpg frames")
   frames, size, notes = [], None, []
+  missing = frame_number_gaps(paths)
+  if missing:
+    notes.append(("frame_number_gap",
+                  f"{folder}: {_describe_gaps(missing)} among {len(paths)} frames "
+                  "(a partial download?)"))
   for path in paths:
     try:
       with open(path, "rb") as f:
