@@ -45,7 +45,9 @@ def main(argv: list[str]) -> None:
   from rstg_jax.train import preemption  # pylint: disable=g-import-not-at-top
   loop.quiet_library_logs()
 
+  from rstg_jax import checkpointing  # pylint: disable=g-import-not-at-top
   from rstg_jax.train import optimizers  # pylint: disable=g-import-not-at-top
+  from rstg_jax.train import topk  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value
   workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))
   try:
@@ -64,7 +66,8 @@ def main(argv: list[str]) -> None:
     with preemption.PreemptionWatcher() as watcher:
       summary = loop.train_and_evaluate(config, workdir,
                                         stop_requested=watcher.reached)
-  except (loop.NonFiniteLossError, config_check.ConfigError) as e:
+  except (loop.NonFiniteLossError, config_check.ConfigError, topk.NonFiniteLogitsError,
+          checkpointing.CheckpointDamagedError) as e:
     logging.error("%s", e)
     print(f"ERROR: {e}", file=sys.stderr)
     sys.exit(1)
