@@ -12,10 +12,25 @@ call `wait_until_finished()` before reading the directory.
 Restoring checks the checkpoint's tree (names and shapes) against the state
 this run built, so a workdir holding another model fails with a message naming
 the first mismatching parameter instead of an error from deep inside Orbax.
+
+A damaged step (a truncated data file, a metadata file that is not valid JSON:
+what a full disk or a copy cut short leaves) does not stop a resume:
+`restore()` logs a warning naming the step and the damaged file, and falls
+back to the newest earlier step that restores cleanly (`last_restore` says
+which, and which were damaged). The damaged steps are never deleted: they are
+moved, unchanged, to `<directory>/damaged/<step>-<UTC time>/`, out of Orbax's
+sight. Left in place they would be lost anyway: the retention policy deletes
+them once newer steps exist, and a new save of the same step number would be
+skipped because the number is taken. Only when no step restores is an error
+raised (CheckpointDamagedError), and then nothing is moved.
 """
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import json
 import os
+import re
 from typing import Any
 
 from absl import logging
@@ -28,6 +43,56 @@ from rstg_jax.train.train_state import TrainState
 
 class CheckpointMismatchError(ValueError):
   """The workdir holds a checkpoint of a different model or optimiser."""
+
+
+class CheckpointDamagedError(ValueError):
+  """A checkpoint step cannot be read (truncated or corrupt files)."""
+
+
+DAMAGED_DIR = "damaged"
+
+# What reading a damaged step raises: tensorstore's errors are ValueErrors
+# (OUT_OF_RANGE, DATA_LOSS ...), JSONDecodeError is one too; a missing file is
+# an OSError; Orbax's own checks raise these as well.
+_READ_ERRORS = (ValueError, OSError, KeyError, TypeError, EOFError)
+
+
+@dataclasses.dataclass(frozen=True)
+class RestoreInfo:
+  """What `Checkpointer.restore` did: the step restored, the damaged ones skipped."""
+  step: int
+  damaged: tuple[tuple[int, str], ...] = ()  # (step, description naming the file)
+  moved_to: tuple[str, ...] = ()             # where the damaged steps now are
+
+
+def _damaged_file(step_dir: str, error: BaseException) -> str:
+  """The file of `step_dir` at fault, as well as it can be found."""
+  # A JSON metadata file that does not parse (Orbax's _CHECKPOINT_METADATA,
+  # the items' _METADATA / _sharding / metadata, the array metadatas).
+  for root, _, files in sorted(os.walk(step_dir)):
+    for name in sorted(files):
+      if name == "commit_success.txt" or os.path.basename(root) == "d":
+        continue
+      path = os.path.join(root, name)
+      if name.endswith(".ocdbt"):
+        if os.path.getsize(path) == 0:
+          return f"{path} (empty)"
+        continue
+      try:
+        with open(path, "rb") as f:
+          json.loads(f.read().decode("utf-8"))
+      except (ValueError, UnicodeDecodeError) as e:
+        return f"{path} (not valid JSON: {e})"
+      except OSError as e:
+        return f"{path} ({e})"
+  # tensorstore names the file it could not read in its message.
+  files = re.findall(r'local file \\?"([^"\\]+)\\?"', str(error))
+  files = [f for f in files if os.path.isfile(f)] or files
+  if files:
+    reason = re.search(r"(Requested byte range[^\]\"]*|is not valid[^\]\"]*)", str(error))
+    return f"{files[-1]}" + (f" ({reason.group(1).strip()})" if reason else "")
+  first_line = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+  return f"a file of {step_dir} ({type(error).__name__}: {first_line})"
 
 
 def abstract_state(state_shapes: Any, sharding: jax.sharding.Sharding) -> Any:
@@ -101,6 +166,7 @@ class Checkpointer:
       raise ValueError(f"config.checkpoint.keep={max_to_keep} must be >= 1")
     self.directory = os.path.abspath(directory)
     self.best_metric = best_metric
+    self.last_restore: RestoreInfo | None = None
     policies = [ocm.LatestN(n=max_to_keep)]
     best_fn = None
     if best_metric:
@@ -156,19 +222,69 @@ class Checkpointer:
 
   def restore(self, template: TrainState, step: int | None = None
               ) -> tuple[TrainState, dict[str, Any]]:
-    """Restores `step` (default latest) into `template`'s shapes and shardings.
+    """Restores `step` (default: the newest that reads) into `template`.
 
     Args:
       template: a TrainState whose leaves are jax.ShapeDtypeStruct with
         shardings (see `abstract_state`) or concrete arrays.
-      step: which step; the latest if None.
+      step: which step; None: the latest, falling back to the newest earlier
+        step that restores cleanly when it is damaged (the damaged steps are
+        moved to `<directory>/damaged/`, see the module docstring).
 
     Returns:
-      (state, meta).
+      (state, meta); `state.step` and `self.last_restore` (RestoreInfo) say
+      which step it was.
+
+    Raises:
+      FileNotFoundError: no checkpoint.
+      CheckpointMismatchError: the step was written by another model.
+      CheckpointDamagedError: the given step, or every step, cannot be read;
+        the message names each step and its damaged file.
     """
-    step = self.latest_step() if step is None else step
-    if step is None:
+    if step is not None:
+      try:
+        state, meta = self._restore_step(template, step)
+      except CheckpointMismatchError:
+        raise
+      except _READ_ERRORS as e:
+        raise CheckpointDamagedError(
+            f"checkpoint step {step} in {self.directory} is damaged: "
+            f"{_damaged_file(self._step_dir(step), e)}") from e
+      self.last_restore = RestoreInfo(step)
+      return state, meta
+    steps = sorted(self.all_steps(), reverse=True)
+    if not steps:
       raise FileNotFoundError(f"no checkpoint in {self.directory}")
+    damaged: list[tuple[int, str]] = []
+    for candidate in steps:
+      try:
+        state, meta = self._restore_step(template, candidate)
+      except CheckpointMismatchError:
+        raise
+      except _READ_ERRORS as e:
+        where = _damaged_file(self._step_dir(candidate), e)
+        damaged.append((candidate, where))
+        logging.warning("Checkpoint step %d (%s) is damaged: %s; trying the previous "
+                        "step", candidate, self._step_dir(candidate), where)
+        continue
+      moved = self._move_aside([s for s, _ in damaged]) if damaged else []
+      if damaged:
+        logging.warning(
+            "Restored checkpoint step %d instead of the latest step %d, which is "
+            "damaged; the damaged step(s) %s were not deleted but moved to %s",
+            candidate, steps[0], [s for s, _ in damaged], moved)
+      self.last_restore = RestoreInfo(candidate, tuple(damaged), tuple(moved))
+      return state, meta
+    raise CheckpointDamagedError(
+        f"no checkpoint in {self.directory} can be restored; every step is damaged "
+        "(nothing was deleted or moved): "
+        + "; ".join(f"step {s}: {where}" for s, where in damaged))
+
+  def _step_dir(self, step: int) -> str:
+    return os.path.join(self.directory, str(step))
+
+  def _restore_step(self, template: TrainState, step: int
+                    ) -> tuple[TrainState, dict[str, Any]]:
     self.check_compatible(template, step)
     target = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
@@ -177,8 +293,29 @@ class Checkpointer:
     restored = self._manager.restore(
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
                                       meta=ocp.args.JsonRestore()))
+    if not isinstance(restored["meta"], dict):
+      raise ValueError(f"{self._step_dir(step)}/meta holds {type(restored['meta'])}, "
+                       "not a JSON object")
     logging.info("Restored checkpoint step %d from %s", step, self.directory)
     return template.replace_from_checkpoint(restored["state"]), restored["meta"]
+
+  def _move_aside(self, steps: list[int]) -> list[str]:
+    """Moves damaged step folders to <directory>/damaged/; returns the new paths.
+
+    Process 0 moves (the folders are shared), every process waits for it and
+    then re-reads the step list.
+    """
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    targets = [os.path.join(self.directory, DAMAGED_DIR, f"{s}-{stamp}") for s in steps]
+    if jax.process_index() == 0:
+      os.makedirs(os.path.join(self.directory, DAMAGED_DIR), exist_ok=True)
+      for s, target in zip(steps, targets):
+        os.replace(self._step_dir(s), target)  # a rename: nothing is rewritten
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      multihost_utils.sync_global_devices("rstg_checkpoint_moved_aside")
+    self._manager.reload()
+    return targets
 
   def restore_arrays(self, step: int | None = None) -> dict[str, Any]:
     """The saved arrays of `step` (default latest) as host numpy, no template."""
@@ -186,13 +323,18 @@ class Checkpointer:
     # Onto this process's first device, whatever devices wrote it (a
     # checkpoint of an 8-device run read by a 4-device job).
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    saved = self._manager.item_metadata(step)["state"]
-    saved = getattr(saved, "tree", saved)
-    target = jax.tree.map(
-        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), saved,
-        is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
-    restored = self._manager.restore(
-        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+    try:
+      saved = self._manager.item_metadata(step)["state"]
+      saved = getattr(saved, "tree", saved)
+      target = jax.tree.map(
+          lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), saved,
+          is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
+      restored = self._manager.restore(
+          step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+    except _READ_ERRORS as e:
+      raise CheckpointDamagedError(
+          f"checkpoint step {step} in {self.directory} is damaged: "
+          f"{_damaged_file(self._step_dir(step), e)}") from e
     return jax.device_get(restored["state"])
 
   def wait_until_finished(self) -> None:

@@ -15,7 +15,6 @@ printed at the end and written with the other figures to workdir/summary.json.
 from __future__ import annotations
 
 import os
-import re
 import sys
 
 from absl import app
@@ -23,6 +22,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from rstg_jax import config_check
 from rstg_jax import distributed
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -47,8 +47,17 @@ def main(argv: list[str]) -> None:
   from rstg_jax.train import preemption  # pylint: disable=g-import-not-at-top
   loop.quiet_library_logs()
 
+  from rstg_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  from rstg_jax.train import optimizers  # pylint: disable=g-import-not-at-top
+  from rstg_jax.train import topk  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value
   workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))
+  try:
+    # Checked before anything starts (data generation, the workdir).
+    optimizers.learning_rate_schedule(config.optimizer, config.num_train_steps)
+  except config_check.ConfigError as e:
+    print(f"ERROR: {e}", file=sys.stderr)
+    sys.exit(1)
   logging.info("JAX %s, %d devices (%s), process %d of %d", jax.__version__,
                jax.device_count(), jax.devices()[0].platform,
                jax.process_index(), jax.process_count())
@@ -59,7 +68,8 @@ def main(argv: list[str]) -> None:
     with preemption.PreemptionWatcher() as watcher:
       summary = loop.train_and_evaluate(config, workdir,
                                         stop_requested=watcher.reached)
-  except (loop.NonFiniteLossError, *loop.user_errors()) as e:
+  except (loop.NonFiniteLossError, *loop.user_errors(), topk.NonFiniteLogitsError,
+          checkpointing.CheckpointDamagedError) as e:
     logging.error("%s", e)
     print(f"ERROR: {e}", file=sys.stderr)
     sys.exit(1)
@@ -81,25 +91,51 @@ def main(argv: list[str]) -> None:
     print(summary["headline"], flush=True)
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-  """absl's parsing, plus a one-line error for --config.x overrides of no field.
+def _fail(error: BaseException | str) -> None:
+  """Prints one line and exits 1.
 
-  ml_collections raises a bare AttributeError (with a traceback) for an
-  override naming a field that does not exist; say which flag it was.
+  A multi-line message (ml_collections puts the config file's traceback in
+  it) is shortened to its first line and its last, the actual error.
   """
+  lines = [l.strip() for l in str(error).splitlines() if l.strip()] or [
+      type(error).__name__]
+  line = lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"
+  print(f"FATAL Flags parsing error: {line}", file=sys.stderr)
+  sys.exit(1)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's parsing, with every --config.x override checked first.
+
+  The config is loaded once without the overrides (ml_collections reads them
+  from sys.argv, so that is swapped for the call), each override is checked
+  against it (config_check.check_overrides: unknown path -> nearest existing
+  one; bool/int/float value that does not parse), and only then is the
+  command line parsed for real. Any bad flag is one line, no traceback.
+  """
+  base = [a for a in argv if not config_check.is_override(a)]
+  if len(base) != len(argv):
+    saved = sys.argv
+    sys.argv = base
+    try:
+      flags.FLAGS(base)
+    except flags.Error as e:
+      _fail(e)
+    finally:
+      sys.argv = saved
+    config = _CONFIG.value
+    flags.FLAGS.unparse_flags()
+    if config is not None:
+      problem = config_check.check_overrides(config, argv[1:])
+      if problem:
+        _fail(problem)
   try:
     return flags.FLAGS(argv)
-  except (AttributeError, KeyError) as e:
-    # The message is a repr of "'name'\nDid you mean "x" instead of ...".
-    text = str(e).replace("\\", "")
-    names = re.findall(r"'(\w+)'", text)
-    hint = re.search(r'Did you mean "(\w+)"', text)
-    culprits = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")
-                and names and a.split("=")[0].split(".")[-1] == names[0]]
-    where = culprits[0] if culprits else f"a --config override ({text})"
-    print(f"FATAL Flags parsing error: {where}: no such config field"
-          + (f"; did you mean '{hint.group(1)}'?" if hint else ""), file=sys.stderr)
-    sys.exit(1)
+  except (flags.Error, AttributeError, KeyError, TypeError) as e:
+    # What the check above does not cover (e.g. a string override of a tuple
+    # field) still fails in one line.
+    _fail(e)
+  return []  # not reached
 
 
 def run() -> None:

@@ -20,11 +20,17 @@ def _run_main(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("override, message", [
     ("--config.batch_sise=4",
-     "--config.batch_sise: no such config field; did you mean 'batch_size'?"),
+     "--config.batch_sise: no such config field; did you mean --config.batch_size?"),
     ("--config.optimizer.lerning_rate=0.1",
      "--config.optimizer.lerning_rate: no such config field; did you mean "
-     "'learning_rate'?"),
-    ("--config.batch_size=four", "flag --config.batch_size=four: invalid literal"),
+     "--config.optimizer.learning_rate?"),
+    ("--config.optimzer.learning_rate=0.1",
+     "--config.optimzer.learning_rate: no such config field; did you mean "
+     "--config.optimizer.learning_rate?"),
+    ("--config.batch_size=four", "--config.batch_size=four: expected an int"),
+    ("--config.batch_size=abc", "--config.batch_size=abc: expected an int"),
+    ("--config.optimizer.learning_rate=fast",
+     "--config.optimizer.learning_rate=fast: expected a float"),
 ])
 def test_config_typos_fail_loudly(tmp_path, override, message):
   # Flags are parsed before JAX or TensorFlow load, so this fails in seconds.
@@ -32,7 +38,40 @@ def test_config_typos_fail_loudly(tmp_path, override, message):
                 override)
   assert r.returncode != 0
   assert message in r.stderr
+  lines = [l for l in r.stderr.splitlines() if l.strip()]
+  assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr  # one clear line
   assert not list(tmp_path.iterdir()), "nothing may start on a bad config"
+
+
+@pytest.mark.parametrize("steps", ["-5", "0"])
+def test_non_positive_num_train_steps_is_one_line_naming_the_field(tmp_path, steps):
+  r = _run_main("--config=configs/syncmnist_rstg.py:tiny", f"--workdir={tmp_path}",
+                f"--config.num_train_steps={steps}")
+  assert r.returncode != 0
+  assert "Traceback" not in r.stderr and "warmup" not in r.stderr, r.stderr
+  errors = [l for l in r.stderr.splitlines() if l.startswith("ERROR:")]
+  assert errors == [f"ERROR: config.num_train_steps={steps} must be a positive number "
+                    "of training steps (>= 1)"], r.stderr
+  assert not list(tmp_path.iterdir()), "nothing may start on a bad config"
+
+
+def test_override_check_unit():
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from rstg_jax import config_check  # pylint: disable=g-import-not-at-top
+  c = ml_collections.ConfigDict({"batch_size": 8, "cache": False, "name": "x",
+                                 "optimizer": {"learning_rate": 0.1, "warmup_steps": 2}})
+  c.lock()
+  check = lambda *a: config_check.check_overrides(c, list(a))  # noqa: E731
+  assert check("--config.batch_size=4", "--config.cache", "--noconfig.cache",
+               "--config.optimizer.learning_rate=1", "--config.name=y",
+               "--config.optimizer.warmup_steps", "3") is None
+  assert check("--config.optimizer.warmup_steps", "x") == (
+      "--config.optimizer.warmup_steps x: expected an int")
+  assert check("--config.cache=maybe") == "--config.cache=maybe: expected a bool (true/false)"
+  assert check("--config.zzz=1") == "--config.zzz: no such config field"
+  assert check("--config.optimizer.warmup_step=1") == (
+      "--config.optimizer.warmup_step: no such config field; did you mean "
+      "--config.optimizer.warmup_steps?")
 
 
 def test_unknown_config_variant_fails(tmp_path):

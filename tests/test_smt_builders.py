@@ -199,3 +199,84 @@ def test_v2_builds_from_webm_with_labels_and_skips(tmp_path):
   assert got["11"]["frames"].shape[1:] == (40, int(64 / 48 * 40), 3)
   assert _examples(builder, "validation")["21"]["label"] == 170
   assert _examples(builder, "test")["31"]["label"] == -1
+
+
+def test_label_and_split_files_that_are_not_utf8_name_file_line_and_encoding(tmp_path):
+  latin1 = tmp_path / "labels.csv"
+  latin1.write_bytes("Holding something\nPutting caf\u00e9 on something\n".encode("latin-1"))
+  with pytest.raises(ValueError, match=r"labels\.csv:2: not UTF-8 text \(byte 0xe9 at "
+                                       r"column 12\); labels and split files must be UTF-8"):
+    split_files.read_v1_labels(str(latin1))
+  index = {"Holding something": 0}
+  split = tmp_path / "train.csv"
+  split.write_bytes(b"1;Holding something\r\n2;Holding something\r\n3;Hold\xffing\r\n")
+  with pytest.raises(ValueError, match=r"train\.csv:3: not UTF-8 text \(byte 0xff"):
+    split_files.read_v1_split(str(split), index, True)
+  js = tmp_path / "labels.json"
+  js.write_bytes('{"Holding something": "0",\n "Caf\u00e9": "1"}'.encode("cp1252"))
+  with pytest.raises(ValueError, match=r"labels\.json:2: not UTF-8 text"):
+    split_files.read_v2_labels(str(js))
+  # UTF-8 with a BOM and CRLF / CR line ends still reads.
+  ok = tmp_path / "ok.csv"
+  ok.write_bytes("\ufeffa\r\nb\rc\u00e9\n".encode("utf-8"))
+  assert split_files.read_v1_labels(str(ok)) == ["a", "b", "c\u00e9"]
+
+
+def test_v1_original_reencodes_a_png_named_jpg_and_names_it(tmp_path):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  manual = tmp_path / "manual"
+  ft.write_v1_tree(str(manual), {"train": [ft.FakeVideo("1", NAMES[1], 3, 40, 48),
+                                           ft.FakeVideo("2", NAMES[2], 3, 40, 48)],
+                                 "validation": [ft.FakeVideo("3", NAMES[3], 3, 40, 48)],
+                                 "test": []})
+  png = manual / "20bn-something-something-v1" / "2" / "00002.jpg"
+  pixels = np.asarray(Image.open(png))
+  Image.fromarray(pixels).save(png, format="PNG")      # a PNG renamed .jpg
+  assert png.read_bytes().startswith(b"\x89PNG")
+  builder = ft.prepare(SomethingSomethingV1, str(manual), str(tmp_path / "data"),
+                       config="original")
+  stored = builder.as_dataset("train", decoders={"frames": tfds.decode.SkipDecoding()})
+  by_id = {e["video_id"].decode(): e for e in tfds.as_numpy(stored)}
+  assert sorted(by_id) == ["1", "2"] and by_id["2"]["label"] == 2    # kept
+  frame = by_id["2"]["frames"][1]
+  assert frame_io.image_format(frame) == "JPEG"
+  decoded = tf.io.decode_and_crop_jpeg(frame, [0, 0, 40, 48], channels=3).numpy()
+  assert np.abs(decoded.astype(int) - pixels).mean() < 4    # the same picture
+  assert by_id["2"]["frames"][0] == (png.parent / "00001.jpg").read_bytes()  # JPEGs untouched
+  note = builder.info.metadata["bad_input"]["splits"]["train"]["non_jpeg_frame"]
+  assert note["count"] == 1 and note["video_ids"] == ["2"]
+  assert note["details"] == [f"{png}: PNG data in a JPEG-named file, re-encoded as JPEG"]
+  assert builder.info.metadata["bad_input"]["splits"]["validation"]["non_jpeg_frame"][
+      "count"] == 0
+
+
+def test_v1_gaps_in_frame_numbering_are_counted_and_warned_naming_the_folder(
+    tmp_path, caplog):
+  import logging  # pylint: disable=g-import-not-at-top
+  manual = tmp_path / "manual"
+  ft.write_v1_tree(str(manual), {"train": [ft.FakeVideo("1", NAMES[1], 4, 40, 48),
+                                           ft.FakeVideo("2", NAMES[2], 8, 40, 48)],
+                                 "validation": [ft.FakeVideo("3", NAMES[3], 3, 40, 48)],
+                                 "test": []})
+  frames = manual / "20bn-something-something-v1"
+  (frames / "1" / "00003.jpg").unlink()                       # 00001, 00002, 00004
+  for t in (1, 5, 6):
+    (frames / "2" / f"{t:05d}.jpg").unlink()
+  with caplog.at_level(logging.WARNING):
+    builder = ft.prepare(SomethingSomethingV1, str(manual), str(tmp_path / "data"),
+                         config=SMALL)
+  gaps = builder.info.metadata["bad_input"]["splits"]["train"]["frame_number_gap"]
+  assert gaps["count"] == 2 and gaps["video_ids"] == ["1", "2"]
+  assert gaps["details"] == [
+      f"{frames / '1'}: 1 frame number(s) missing (3) among 3 frames (a partial download?)",
+      f"{frames / '2'}: 3 frame number(s) missing (1, 5-6) among 5 frames (a partial "
+      "download?)"]
+  assert builder.info.metadata["bad_input"]["splits"]["validation"]["frame_number_gap"][
+      "count"] == 0
+  warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+  assert any(str(frames / "1") in m and "missing (3)" in m for m in warned), warned
+  got = _examples(builder, "train")
+  assert got["1"]["num_frames"] == 3 and got["2"]["num_frames"] == 5   # kept as present
+  assert frame_io.frame_number_gaps(["a/00000.jpg", "a/00001.jpg"]) == []
+  assert frame_io.frame_number_gaps(["a/img_0002.jpg", "a/img_0004.jpg"]) == [1, 3]
+  assert frame_io.frame_number_gaps(["a/first.jpg", "a/00002.jpg"]) == []

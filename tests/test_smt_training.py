@@ -312,7 +312,7 @@ def test_evaluating_a_checkpoint_of_another_model_names_the_parameter(trained, v
     ({"model.num_classes": 400}, smt_input.DataError,
      r"config.model.num_classes=400 but the build .* has 174 label names"),
     ({"mode": "eval"}, loop.ConfigError, r"config.mode='eval' needs config.init_from"),
-    ({"num_train_steps": -5}, loop.ConfigError, r"config.num_train_steps=-5 must be positive"),
+    ({"num_train_steps": -5}, loop.ConfigError, r"config.num_train_steps=-5 must be a positive number"),
 ])
 def test_bad_configs_fail_before_training(v1_data, tmp_path, overrides, error, message):
   config = tiny("smt_c2d", v1_data, **overrides)

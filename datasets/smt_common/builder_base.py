@@ -169,6 +169,8 @@ class SomethingSomethingBase(tfds.core.GeneratorBasedBuilder, skip_registration=
                            f"{entry.source}) is bad: {video}") from video
         report.add(split, entry.video_id, video)
         continue
+      for reason, detail in video.notes:
+        report.note(split, entry.video_id, reason, detail)
       num_written += 1
       yield entry.video_id, {
           "video_id": entry.video_id,

@@ -24,10 +24,37 @@ FFMPEG_TIMEOUT_S = 300
 
 @dataclasses.dataclass
 class EncodedVideo:
-  """JPEG bytes of every frame (all of size height x width)."""
+  """JPEG bytes of every frame (all of size height x width).
+
+  `notes`: (reason, detail) of what was odd but kept, reason one of
+  bad_input.NOTE_REASONS (e.g. a PNG frame re-encoded as JPEG).
+  """
   frames: list[bytes]
   height: int
   width: int
+  notes: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+
+# Magic bytes of the image formats a frame file may really hold.
+_MAGIC = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+
+
+def image_format(raw: bytes) -> str:
+  """'JPEG', 'PNG', 'GIF', 'BMP', 'TIFF', 'WEBP' or 'unknown', from the magic bytes."""
+  if raw[:4] == b"RIFF" and raw[8:12] == b"WEBP":
+    return "WEBP"
+  for magic, name in _MAGIC:
+    if raw.startswith(magic):
+      return name
+  return "unknown"
 
 
 def resized_size(height: int, width: int, short_side: int | None) -> tuple[int, int]:
@@ -66,12 +93,53 @@ def list_frame_files(folder: str) -> list[str]:
   return [os.path.join(folder, n) for n in sorted(names, key=_natural_key)]
 
 
+def frame_number_gaps(paths: list[str]) -> list[int]:
+  """Frame numbers missing from a folder's files (00001, 00002, 00004 -> [3]).
+
+  A frame's number is the last run of digits of its file name; numbering is
+  expected to run without gaps from 1 (or from 0 when a 0 is present) to the
+  largest number. Names without a number: no check ([]).
+  """
+  numbers = set()
+  for path in paths:
+    runs = re.findall(r"\d+", os.path.splitext(os.path.basename(path))[0])
+    if not runs:
+      return []
+    numbers.add(int(runs[-1]))
+  if not numbers:
+    return []
+  first = 0 if 0 in numbers else 1
+  return [n for n in range(first, max(numbers) + 1) if n not in numbers]
+
+
+def _describe_gaps(missing: list[int]) -> str:
+  ranges, start = [], None
+  for i, n in enumerate(missing):
+    if start is None:
+      start = n
+    if i + 1 == len(missing) or missing[i + 1] != n + 1:
+      ranges.append(str(start) if start == n else f"{start}-{n}")
+      start = None
+  shown = ", ".join(ranges[:10]) + (", ..." if len(ranges) > 10 else "")
+  return f"{len(missing)} frame number(s) missing ({shown})"
+
+
 def read_frame_folder(folder: str, short_side: int | None,
                       jpeg_quality: int) -> EncodedVideo:
   """Reads a v1 frame folder; resizes and re-encodes when `short_side` is set.
 
   With `short_side=None` the original JPEG bytes are kept (after checking that
-  they decode), so nothing is lost.
+  they decode), so nothing is lost. A frame whose bytes are not JPEG (a PNG
+  renamed `.jpg`: the format is read from the magic bytes, not the name) is
+  re-encoded as JPEG, as every frame is with `short_side` set, and noted as
+  `non_jpeg_frame` with its file name: stored unchanged it would fail later
+  in training, inside tf.io.decode_and_crop_jpeg. Re-encoding (rather than
+  skipping the video) keeps the video; the image decoded fine, only its
+  container was wrong.
+
+  Gaps in the frame numbering (00001, 00002, 00004: how a partial download
+  looks) keep the video with the frames present, noted as `frame_number_gap`
+  with the folder name.
 
   Raises:
     BadVideoError: missing/empty folder, an unreadable JPEG, or frames of
@@ -82,7 +150,12 @@ def read_frame_folder(folder: str, short_side: int | None,
   paths = list_frame_files(folder)
   if not paths:
     raise BadVideoError("missing_video", folder, "frame folder has no .jpg frames")
-  frames, size = [], None
+  frames, size, notes = [], None, []
+  missing = frame_number_gaps(paths)
+  if missing:
+    notes.append(("frame_number_gap",
+                  f"{folder}: {_describe_gaps(missing)} among {len(paths)} frames "
+                  "(a partial download?)"))
   for path in paths:
     try:
       with open(path, "rb") as f:
@@ -96,12 +169,16 @@ def read_frame_folder(folder: str, short_side: int | None,
     elif image.size != size:
       raise BadVideoError("unreadable_video", path,
                           f"frame size {image.size} differs from the first frame's {size}")
-    if short_side is None and image.mode in ("RGB", "L"):
+    kind = image_format(raw)
+    if kind != "JPEG":
+      notes.append(("non_jpeg_frame", f"{path}: {kind} data in a JPEG-named file, "
+                                      "re-encoded as JPEG"))
+    if short_side is None and image.mode in ("RGB", "L") and kind == "JPEG":
       frames.append(raw)
     else:
       frames.append(_encode(_resize(image.convert("RGB"), short_side), jpeg_quality))
   height, width = resized_size(size[1], size[0], short_side)
-  return EncodedVideo(frames, height, width)
+  return EncodedVideo(frames, height, width, notes)
 
 
 def ffmpeg_available() -> bool:

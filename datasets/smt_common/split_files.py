@@ -2,6 +2,8 @@
 
 Every reader fails with an error naming the file and line (or entry) at fault;
 none of them skips a line, so a label can never shift against its video.
+The files must be UTF-8 (a BOM is allowed); any other encoding is an error
+naming the file, line and column of the first byte that is not UTF-8.
 
 v1 (CSV, `;`-separated):
   `something-something-v1-labels.csv`: one class name per line; line k = id k.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 
 UNLABELLED = -1
@@ -52,12 +55,27 @@ def _check_labels(names: Sequence[str], path: str,
   return list(names)
 
 
-def _read_lines(path: str) -> list[str]:
+def _read_text(path: str) -> str:
+  """The file's text, decoded as UTF-8 (BOM allowed), or ValueError naming the line."""
   if not os.path.isfile(path):
     raise FileNotFoundError(f"Missing file {path} (see the builder's "
                             "MANUAL_DOWNLOAD_INSTRUCTIONS)")
-  with open(path, encoding="utf-8-sig") as f:
-    lines = [line.rstrip("\r\n") for line in f]
+  with open(path, "rb") as f:
+    raw = f.read()
+  try:
+    return raw.decode("utf-8-sig")
+  except UnicodeDecodeError as e:
+    lineno = raw.count(b"\n", 0, e.start) + 1
+    column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+    raise ValueError(
+        f"{path}:{lineno}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column "
+        f"{column}); labels and split files must be UTF-8 (convert it, e.g. "
+        f"`iconv -f latin1 -t utf-8`)") from None
+
+
+def _read_lines(path: str) -> list[str]:
+  # Universal newlines, as text-mode open() reads them.
+  lines = re.split(r"\r\n|\r|\n", _read_text(path))
   while lines and not lines[-1].strip():
     lines.pop()  # Trailing blank lines only; a blank line inside is an error.
   return lines
@@ -100,14 +118,11 @@ def read_v1_split(path: str, class_index: Mapping[str, int],
 
 
 def _read_json(path: str):
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"Missing file {path} (see the builder's "
-                            "MANUAL_DOWNLOAD_INSTRUCTIONS)")
-  with open(path, encoding="utf-8") as f:
-    try:
-      return json.load(f)
-    except json.JSONDecodeError as e:
-      raise ValueError(f"{path}: not valid JSON: {e}") from e
+  text = _read_text(path)
+  try:
+    return json.loads(text)
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{path}: not valid JSON: {e}") from e
 
 
 def read_v2_labels(path: str, num_classes: int | None = None) -> list[str]:

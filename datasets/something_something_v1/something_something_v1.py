@@ -12,7 +12,12 @@ Bad-input policy (`rstg_datasets.smt_common.bad_input`):
 - skipped and counted (errors with `strict=True`): a listed video whose frame
   folder is missing or empty (`missing_video`), a listed video with an
   unreadable JPEG or frames of different sizes (`unreadable_video`);
-- counted only: frame folders that no split file lists (`not_in_any_split`).
+- counted only: frame folders that no split file lists (`not_in_any_split`);
+- kept, counted and named (a warning per file): a frame file whose bytes are
+  not JPEG, e.g. a PNG renamed `.jpg` (`non_jpeg_frame`; re-encoded as JPEG,
+  also under the `original` config); gaps in a folder's frame numbering
+  (`frame_number_gap`, a partial download looks like this; the frames present
+  are kept).
 Counts are logged and stored in `builder.info.metadata["bad_input"]`.
 
 Usage:

@@ -27,20 +27,23 @@ import numpy as np
 from sklearn import metrics as sk_metrics
 
 from rstg_jax.data import multiview
+from rstg_jax.train import topk
 
 
 def topk_correct(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-  """[N] bool: the label is among the k largest logits (ties count as correct
-  only if fewer than k logits are strictly larger)."""
-  logits = np.asarray(logits)
-  labels = np.asarray(labels).astype(np.int64)
-  true = np.take_along_axis(logits, labels[:, None], axis=1)
-  return np.sum(logits > true, axis=1) < k
+  """[N] bool: the label is among the k largest logits; ties count against it
+  (rstg_jax.train.topk, the rule of the training metrics too)."""
+  return topk.topk_correct(np.asarray(logits), np.asarray(labels).astype(np.int64), k)
 
 
 def classification_metrics(logits: np.ndarray, labels: np.ndarray,
                            num_classes: int | None = None) -> dict[str, Any]:
   """Per-video metrics from per-video logits [M, C] and labels [M].
+
+  A video is correct at top-1 when its label's logit is the unique maximum
+  (ties count against the label). `predictions` (for the confusion matrix
+  and predictions file) are the argmax, the first of equal logits winning.
+  NaN/Inf logits raise topk.NonFiniteLogitsError.
 
   Returns:
     {"top1", "top5", "mean_class_accuracy", "num_videos",
@@ -53,8 +56,10 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray,
   if np.any(labels < 0) or np.any(labels >= num_classes):
     raise ValueError("labels must be in [0, num_classes); unlabelled videos (-1) have "
                      "no accuracy")
+  topk.check_finite(int(np.sum(topk.non_finite_rows(logits))), len(logits),
+                    "evaluation report", "videos")
   predictions = np.argmax(logits, axis=1)
-  correct = predictions == labels
+  correct = topk_correct(logits, labels, 1)
   count = np.bincount(labels, minlength=num_classes)
   hits = np.bincount(labels, weights=correct, minlength=num_classes)
   with np.errstate(invalid="ignore", divide="ignore"):
@@ -187,6 +192,9 @@ def write_eval_report(out_dir: str, prefix: str, *, logits: np.ndarray, labels: 
   n = len(logits)
   mask = np.ones(n, np.float32) if mask is None else np.asarray(mask)
   video_index = np.arange(n) if video_index is None else np.asarray(video_index)
+  real = mask > 0
+  topk.check_finite(int(np.sum(topk.non_finite_rows(logits[real]))), int(np.sum(real)),
+                    f"evaluation report {prefix!r}", "clips")
   averager = multiview.ViewAverager(views_per_video)
   averager.update(logits, labels, video_index, mask, video_ids)
   per_video = averager.result()

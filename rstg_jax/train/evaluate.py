@@ -7,6 +7,7 @@ from jax.sharding import Mesh
 import numpy as np
 
 from rstg_jax import parallel
+from rstg_jax.train import topk
 
 
 def evaluate(eval_step: Callable, state: Any, batches: Iterable[dict[str, np.ndarray]],
@@ -25,8 +26,14 @@ def evaluate(eval_step: Callable, state: Any, batches: Iterable[dict[str, np.nda
       exactly once).
 
   Returns:
-    The computed metrics: scalars `loss`, `top1`, `top5`, `num_examples` and
-    `per_class_top1` [num_classes] (NaN for absent classes).
+    The computed metrics: scalars `loss`, `top1`, `top5`, `num_examples`,
+    `non_finite_logits` (0) and `per_class_top1` [num_classes] (NaN for
+    absent classes).
+
+  Raises:
+    topk.NonFiniteLogitsError: some real examples had NaN/Inf logits (their
+      accuracy would be meaningless; a NaN row would otherwise just count as
+      a miss).
   """
   merged = None
   for batch in batches:
@@ -35,6 +42,8 @@ def evaluate(eval_step: Callable, state: Any, batches: Iterable[dict[str, np.nda
   if merged is None:
     raise ValueError("evaluation got no batches")
   out = {k: np.asarray(v) for k, v in merged.compute().items()}
+  if "non_finite_logits" in out:
+    topk.check_finite(int(out["non_finite_logits"]), int(out["num_examples"]), "evaluation")
   if expected_examples is not None and int(out["num_examples"]) != expected_examples:
     raise AssertionError(
         f"evaluation counted {int(out['num_examples'])} examples but the split "

@@ -47,6 +47,7 @@ import ml_collections
 import numpy as np
 
 from rstg_jax import checkpointing
+from rstg_jax import config_check
 from rstg_jax import parallel
 from rstg_jax import tasks as tasks_lib
 from rstg_jax.train import evaluate as evaluate_lib
@@ -82,8 +83,7 @@ class NonFiniteLossError(FloatingPointError):
   """Training produced a NaN/Inf loss, gradient or state; the run was stopped."""
 
 
-class ConfigError(ValueError):
-  """A config value that cannot run (the message names the field)."""
+ConfigError = config_check.ConfigError  # a config value that cannot run
 
 
 def user_errors() -> tuple[type[Exception], ...]:
@@ -147,8 +147,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if config.mode == "eval" and not config.init_from:
     raise ConfigError("config.mode='eval' needs config.init_from (a workdir, a "
                       "checkpoint step folder or an imported checkpoint)")
-  if int(config.num_train_steps) <= 0 and config.mode == "train":
-    raise ConfigError(f"config.num_train_steps={config.num_train_steps} must be positive")
+  if config.mode == "train":
+    config_check.check_num_train_steps(config.num_train_steps)
   if config.init_from:
     init_from_lib.resolve(config.init_from)
 

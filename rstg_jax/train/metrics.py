@@ -14,17 +14,50 @@ import flax
 import jax.numpy as jnp
 import numpy as np
 
+from rstg_jax.train import topk
 
-def _topk_correct(logits: jnp.ndarray, labels: jnp.ndarray, k: int) -> jnp.ndarray:
-  """[B] float: 1 where the label is among the k largest logits."""
-  # Rank of the true logit = number of classes with a strictly larger logit.
-  true = jnp.take_along_axis(logits, labels[:, None], axis=-1)
-  rank = jnp.sum(logits > true, axis=-1)
-  return (rank < k).astype(jnp.float32)
+
+def _top1(logits, labels, **_):
+  return topk.topk_correct(logits, labels, 1, xp=jnp).astype(jnp.float32)
 
 
 def _top5(logits, labels, **_):
-  return _topk_correct(logits, labels, 5)
+  return topk.topk_correct(logits, labels, 5, xp=jnp).astype(jnp.float32)
+
+
+# Top-1 as the fraction of examples whose label's logit is the unique maximum
+# (rstg_jax.train.topk: ties count against the label), not clu's Accuracy
+# (argmax, where the first of equal logits wins).
+Top1 = metrics.Average.from_fun(_top1)
+Top5 = metrics.Average.from_fun(_top5)
+
+
+@flax.struct.dataclass
+class NonFiniteLogits(metrics.Metric):
+  """How many real (unmasked) examples have a NaN or Inf logit.
+
+  Evaluation (rstg_jax.train.evaluate) raises when this is not 0.
+  """
+
+  count: jnp.ndarray
+
+  @classmethod
+  def empty(cls) -> "NonFiniteLogits":
+    return cls(count=jnp.array(0, jnp.int32))
+
+  @classmethod
+  def from_model_output(cls, *, logits: jnp.ndarray,
+                        mask: jnp.ndarray | None = None, **_) -> "NonFiniteLogits":
+    bad = topk.non_finite_rows(logits, xp=jnp)
+    if mask is not None:
+      bad = bad & (mask > 0)
+    return cls(count=jnp.sum(bad).astype(jnp.int32))
+
+  def merge(self, other: "NonFiniteLogits") -> "NonFiniteLogits":
+    return type(self)(count=self.count + other.count)
+
+  def compute(self) -> Any:
+    return self.count
 
 
 @flax.struct.dataclass
@@ -55,6 +88,8 @@ class NumExamples(metrics.Metric):
 class PerClassAccuracy(metrics.Metric):
   """Top-1 accuracy of each class; NaN for classes absent from the data.
 
+  A hit is the label's logit being the unique maximum (rstg_jax.train.topk).
+
   Holds [num_classes] counts of correct and seen examples, so it merges over
   batches exactly.
   """
@@ -71,7 +106,7 @@ class PerClassAccuracy(metrics.Metric):
               else (mask > 0).astype(jnp.int32))
     onehot = (labels[:, None] == jnp.arange(num_classes)[None]).astype(
         jnp.int32) * weight[:, None]                          # [B, classes]
-    hit = (jnp.argmax(logits, -1) == labels).astype(jnp.int32)
+    hit = topk.topk_correct(logits, labels, 1, xp=jnp).astype(jnp.int32)
     return cls(correct=jnp.sum(onehot * hit[:, None], 0),
                total=jnp.sum(onehot, 0))
 
@@ -89,7 +124,7 @@ class PerClassAccuracy(metrics.Metric):
 @flax.struct.dataclass
 class TrainMetrics(metrics.Collection):
   loss: metrics.Average.from_output("loss")
-  top1: metrics.Accuracy
+  top1: Top1
   grad_norm: metrics.Average.from_output("grad_norm")
   learning_rate: metrics.LastValue.from_output("learning_rate")
   # 1 for a step whose updated parameters or statistics hold NaN/Inf.
@@ -99,10 +134,11 @@ class TrainMetrics(metrics.Collection):
 @flax.struct.dataclass
 class EvalMetrics(metrics.Collection):
   loss: metrics.Average.from_output("loss")
-  top1: metrics.Accuracy
-  top5: metrics.Average.from_fun(_top5)
+  top1: Top1
+  top5: Top5
   per_class_top1: PerClassAccuracy
   num_examples: NumExamples
+  non_finite_logits: NonFiniteLogits
 
 
 def scalars(computed: dict[str, Any], prefix: str = "") -> dict[str, float]:

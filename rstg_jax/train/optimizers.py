@@ -20,6 +20,9 @@ from typing import Any, Callable, Mapping
 import jax
 import optax
 
+from rstg_jax.config_check import ConfigError
+from rstg_jax.config_check import check_num_train_steps
+
 OPTIMIZERS = ("nesterov", "momentum", "adam", "adamw")
 SCHEDULES = ("constant", "warmup_cosine")
 _DECAYED_LEAF_NAMES = ("kernel", "embedding")
@@ -27,20 +30,26 @@ _DECAYED_LEAF_NAMES = ("kernel", "embedding")
 
 def learning_rate_schedule(cfg: Mapping[str, Any],
                            num_train_steps: int) -> optax.Schedule:
-  """Returns step -> learning rate for `config.optimizer`."""
+  """Returns step -> learning rate for `config.optimizer`.
+
+  Raises:
+    ConfigError (a ValueError) naming the field: num_train_steps < 1, an
+      unknown schedule, warm-up steps out of range.
+  """
+  num_train_steps = check_num_train_steps(num_train_steps)
   lr = float(cfg["learning_rate"])
   warmup = int(cfg.get("warmup_steps", 0))
   schedule = cfg.get("schedule", "constant")
   if schedule not in SCHEDULES:
-    raise ValueError(
+    raise ConfigError(
         f"config.optimizer.schedule={schedule!r} is not one of {SCHEDULES}")
   if warmup < 0 or warmup > num_train_steps:
-    raise ValueError(
+    raise ConfigError(
         f"config.optimizer.warmup_steps={warmup} must be in [0, "
         f"num_train_steps={num_train_steps}]")
   if schedule == "warmup_cosine":
     if warmup >= num_train_steps:
-      raise ValueError(
+      raise ConfigError(
           f"config.optimizer.warmup_steps={warmup} leaves no steps for the "
           f"cosine decay of schedule 'warmup_cosine': it must be below "
           f"num_train_steps={num_train_steps}")
@@ -78,7 +87,7 @@ def make_optimizer(cfg: Mapping[str, Any],
   """Builds the optax transformation of `config.optimizer`."""
   name = cfg["name"]
   if name not in OPTIMIZERS:
-    raise ValueError(f"config.optimizer.name={name!r} is not one of {OPTIMIZERS}")
+    raise ConfigError(f"config.optimizer.name={name!r} is not one of {OPTIMIZERS}")
   wd = float(cfg.get("weight_decay", 0.0))
   clip = float(cfg.get("grad_clip_norm", 0.0))
   chain = []
