@@ -11,7 +11,6 @@ from rstg_datasets.smt_common import fake_tree as ft
 from rstg_datasets.smt_common.builder_base import SmtConfig
 from rstg_datasets.something_something_v1 import SomethingSomethingV1
 from rstg_jax.data import smt_input
-from rstg_jax.data import video_augment
 
 NAMES = ft.fake_class_names()
 LEFT_TO_RIGHT = NAMES.index("Pushing something from left to right")
