@@ -61,7 +61,7 @@ def test_metric_collections_do_not_reward_constant_or_nan_logits():
   assert int(m["non_finite_logits"]) == 2     # padding never counts
   t = metrics.TrainMetrics.single_from_model_output(
       loss=jnp.ones(n), logits=constant, labels=labels, grad_norm=jnp.ones(()),
-      learning_rate=jnp.ones(())).compute()
+      learning_rate=jnp.ones(()), state_nonfinite=jnp.zeros(())).compute()
   assert float(t["top1"]) == 0.0
 
 
