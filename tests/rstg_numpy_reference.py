@@ -109,14 +109,18 @@ def space_stage(p, x, cfg):
   return out
 
 
-def rstg_graph(params, nodes, cfg):
-  """RSTGGraph (no projection, no BN) on a clip: nodes [B, T, N, D] -> O [B, T, N, D]."""
+def rstg_graph(params, nodes, cfg, time_iters=(0, 1, 2)):
+  """RSTGGraph (no projection, no BN) on a clip: nodes [B, T, N, D] -> O [B, T, N, D].
+
+  `time_iters` lists the iterations that run the internal LSTM before their space stage;
+  the default is the original's `time_iter_mom = [0, 1, 2]` (spec §6.2).
+  """
   p = _np(params)
   z = np.asarray(nodes, np.float64)
   if cfg.use_norm == "LN":
     z = layer_norm(z, 3 if cfg.norm_scope == "clip" else 2, p["before_graf_ln"])
   cell = p["cell"]
-  for _ in range(cfg.num_process_iter):               # spec §6.2, literally
-    y = lstm_sequence(cell["lstm_int"], z)            # full sequence, zero state
+  for k in range(cfg.num_process_iter):               # spec §6.2, literally
+    y = lstm_sequence(cell["lstm_int"], z) if k in time_iters else z  # zero state
     z = np.stack([space_stage(cell["space"], y[:, t], cfg) for t in range(y.shape[1])], 1)
   return lstm_sequence(cell["lstm_ext"], z)

@@ -100,3 +100,36 @@ def test_syncmnist_settings_with_batch_norm_eval_mode_k_pass_equals_fused():
                                                          mutable=["batch_stats"]))
   _, updated = train_apply(variables, nodes)
   assert not np.allclose(updated["batch_stats"]["batch_normalization"]["mean"], 0)
+
+
+@pytest.mark.parametrize("scan", ["fused", "k_pass"])
+@pytest.mark.parametrize("k", [4, 5])
+def test_time_stage_iterations_for_k_above_3(scan, k):
+  """K > 3: the original runs the time stage only in iterations 0, 1, 2 (spec §6.2)."""
+  original = small(num_process_iter=k, scan=scan)
+  assert original.time_iters == "original" and original.time_stage_iters == (0, 1, 2)
+  graph, params, nodes = init_and_apply(original, seed=k)
+  got = jax.jit(graph.apply)({"params": params}, nodes)
+  np.testing.assert_allclose(got, ref.rstg_graph(params, nodes, original, (0, 1, 2)),
+                             atol=1e-5, rtol=1e-5)
+  every = dataclasses.replace(original, time_iters="all")
+  got_all = jax.jit(RSTGGraph(every).apply)({"params": params}, nodes)
+  # Two more LSTM passes in float32: rounding grows to ~2e-5 on a few entries.
+  np.testing.assert_allclose(got_all, ref.rstg_graph(params, nodes, every, range(k)),
+                             atol=1e-4, rtol=1e-5)
+  assert np.abs(np.asarray(got_all) - np.asarray(got)).max() > 1e-3
+
+
+def test_streaming_carry_follows_time_stage_iterations():
+  cfg = small(num_process_iter=5, norm_scope="per_frame")
+  assert len(initial_carry(cfg, 2)) == 4                      # iterations 0, 1, 2 + external
+  assert len(initial_carry(dataclasses.replace(cfg, time_iters="all"), 2)) == 6
+  graph, params, nodes = init_and_apply(cfg)
+  whole = jax.jit(graph.apply)({"params": params}, nodes)
+  carry, frames = initial_carry(cfg, SHAPE[0]), []
+  for t in range(SHAPE[1]):
+    carry, o_t = graph.apply({"params": params}, nodes[:, t], carry=carry)
+    frames.append(o_t)
+  np.testing.assert_allclose(jnp.stack(frames, 1), whole, atol=1e-5)
+  with pytest.raises(ValueError, match="time_iters='every'"):
+    small(time_iters="every")

@@ -14,6 +14,9 @@ ADJACENCY_MODES = ("reference", "masked")
 NORMS = ("LN", "BN", "none")
 NORM_SCOPES = ("clip", "per_frame")
 SCAN_MODES = ("fused", "k_pass")
+TIME_ITER_MODES = ("original", "all")
+# The original's `time_iter_mom` (spec §6.2): the iterations that run the time stage.
+ORIGINAL_TIME_ITERS = (0, 1, 2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +25,11 @@ class GraphConfig:
 
   Attributes:
     num_process_iter: K, the number of (time stage, space stage) iterations.
+    time_iters: which iterations run the time stage (the internal LSTM) before their
+      space stage. 'original' follows the original's `time_iter_mom = [0, 1, 2]`
+      (spec §6.2): for K <= 3 every iteration, for K > 3 iterations 3.. are space
+      stages only. 'all' runs it in every iteration (one more LSTM state per extra
+      iteration); it differs from the original only when K > 3.
     num_scales: grid scales s = num_scales..1; 3 gives the paper's 14 nodes.
     node_feat_dim: D, node state width; equals the LSTM units.
     message_dims: M, message width; the original requires M == D.
@@ -53,6 +61,7 @@ class GraphConfig:
   """
 
   num_process_iter: int = 3
+  time_iters: str = "original"
   num_scales: int = 3
   node_feat_dim: int = 512
   message_dims: int = 512
@@ -81,6 +90,8 @@ class GraphConfig:
           f"must be one of {ADJACENCY_MODES}")
     check(self.use_norm in NORMS, "use_norm", f"must be one of {NORMS}")
     check(self.norm_scope in NORM_SCOPES, "norm_scope", f"must be one of {NORM_SCOPES}")
+    check(self.time_iters in TIME_ITER_MODES, "time_iters",
+          f"must be one of {TIME_ITER_MODES}")
     check(self.scan in SCAN_MODES, "scan", f"must be one of {SCAN_MODES}")
     check(self.num_process_iter >= 1, "num_process_iter", "must be >= 1")
     check(1 <= self.num_scales <= self.dim_map, "num_scales",
@@ -92,6 +103,14 @@ class GraphConfig:
     check(self.message_dims == self.node_feat_dim, "message_dims",
           f"must equal node_feat_dim={self.node_feat_dim} (node states, messages "
           "and LSTM units share one width)")
+
+  @property
+  def time_stage_iters(self) -> tuple[int, ...]:
+    """The iterations k (0-based) whose space stage is preceded by the internal LSTM."""
+    k = range(self.num_process_iter)
+    if self.time_iters == "all":
+      return tuple(k)
+    return tuple(i for i in k if i in ORIGINAL_TIME_ITERS)
 
   @property
   def scales(self) -> tuple[int, ...]:

@@ -19,7 +19,8 @@ from rstg_jax.models.graph_config import GraphConfig
 from rstg_jax.models.norms import make_norm, tf_batch_norm
 from rstg_jax.models.space_stage import SpaceStage, dense
 
-Carry = tuple[time_stage.LSTMState, ...]  # K internal states, then the external one
+# One internal state per iteration that runs the time stage, then the external one.
+Carry = tuple[time_stage.LSTMState, ...]
 
 
 class RSTGCell(nn.Module):
@@ -46,9 +47,10 @@ class RSTGCell(nn.Module):
     """One time step: z [B, N, D] -> (carry, o [B, N, D])."""
     new = []
     for k in range(self.config.num_process_iter):
-      state, h = self.lstm_int(carry[k], z)
-      new.append(state)
-      z = self.space(h, train)
+      if k in self.config.time_stage_iters:
+        state, z = self.lstm_int(carry[len(new)], z)
+        new.append(state)
+      z = self.space(z, train)
     state, o = self.lstm_ext(carry[-1], z)
     new.append(state)
     return tuple(new), o
@@ -56,16 +58,19 @@ class RSTGCell(nn.Module):
   def k_pass(self, zs: jnp.ndarray, train: bool = False) -> jnp.ndarray:
     """The literal schedule: zs [B, T, N, D] -> [B, T, N, D]."""
     unroll = self.config.unroll
-    for _ in range(self.config.num_process_iter):
-      zs = self.space(time_stage.run_lstm(self.lstm_int, zs, unroll), train)
+    for k in range(self.config.num_process_iter):
+      if k in self.config.time_stage_iters:
+        zs = time_stage.run_lstm(self.lstm_int, zs, unroll)
+      zs = self.space(zs, train)
     return time_stage.run_lstm(self.lstm_ext, zs, unroll)
 
 
 def initial_carry(config: GraphConfig, batch_size: int, dtype: Any = jnp.float32) -> Carry:
-  """Zero states for streaming: K+1 LSTM (c, h) pairs, each [B, N, D]."""
+  """Zero states for streaming: one LSTM (c, h) pair, each [B, N, D], per iteration
+  that runs the time stage (`config.time_stage_iters`), then the external one."""
   return tuple(
       time_stage.zero_state((batch_size, config.num_nodes), config.node_feat_dim, dtype)
-      for _ in range(config.num_process_iter + 1))
+      for _ in range(len(config.time_stage_iters) + 1))
 
 
 def not_streamable_reason(config: GraphConfig, train: bool = False) -> str | None:
@@ -147,7 +152,7 @@ class RSTGGraph(nn.Module):
     return (carry, out) if streaming else out
 
   def _fused_scan(self, cell: RSTGCell, z: jnp.ndarray, train: bool) -> jnp.ndarray:
-    """One scan over time carrying the K+1 LSTM states: z [B, T, N, D] -> [B, T, N, D]."""
+    """One scan over time carrying the LSTM states: z [B, T, N, D] -> [B, T, N, D]."""
     def body(c, carry, z_t):
       return c(carry, z_t, train)
 
