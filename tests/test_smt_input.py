@@ -1,6 +1,8 @@
 """The Something-Something input (random access, grain) on a tiny built v1 data set."""
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -91,10 +93,14 @@ def test_a_resumed_stream_equals_the_uninterrupted_one_and_reads_no_earlier_clip
     np.testing.assert_array_equal(x["video"], y["video"])
     np.testing.assert_array_equal(x["label"], y["label"])
   # Rows 8, 9, ... (step 4 on) only: no clip of steps 0-3 was read or decoded.
-  positions = resumed_input.positions_read
+  # grain's prefetch threads keep loading while we look: a position is recorded
+  # before its example is read, so copy the reads first; every read then has its
+  # position in the later copy (a multiset inclusion, not equality).
+  reads = collections.Counter(list(resumed_input.source.reads))
+  positions = list(resumed_input.positions_read)
   assert min(positions) == 8 and {8, 9, 10, 11, 12, 13} <= set(positions)
-  assert sorted(resumed_input.source.reads) == sorted(
-      resumed_input.example_index(g) for g in positions)
+  assert not reads - collections.Counter(resumed_input.example_index(g) for g in positions)
+  assert sum(reads.values()) >= 6
 
 
 def test_slices_are_disjoint_and_cover_the_split(builder):
