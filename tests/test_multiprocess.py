@@ -25,6 +25,7 @@ from rstg_configs import common as configs_common
 from rstg_jax import checkpointing, distributed, parallel
 from rstg_jax.data import sliced_input, sync_mnist_input
 from rstg_jax.train import loop, preemption
+import subprocess_env
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 _LAUNCHER = _REPO / "experiments" / "launch" / "local_cpu.sh"
@@ -77,10 +78,9 @@ def _hash(video: np.ndarray) -> str:   # as in multiprocess_worker.py
 
 def _launch(data_dir, workdir, out_dir, **env_extra) -> subprocess.CompletedProcess:
   """local_cpu.sh -n 2 -k 2 running the instrumented main; always cleaned up."""
-  env = {k: v for k, v in os.environ.items()
-         if not k.startswith(("JAX_", "SLURM_", "OMPI_"))}
-  env.update(TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="",
-             RSTG_TEST_OUT=str(out_dir), **env_extra)
+  env = subprocess_env.without(("JAX_", "SLURM_", "OMPI_"), TF_CPP_MIN_LOG_LEVEL="2",
+                               CUDA_VISIBLE_DEVICES="", RSTG_TEST_OUT=str(out_dir),
+                               **env_extra)
   cmd = ["bash", str(_LAUNCHER), "-n", "2", "-k", "2", "-g", "20",
          "-t", str(_JOB_TIMEOUT_S - 40), "-p", f"{sys.executable} {_WORKER}",
          "--", *_flags(data_dir, workdir)]

@@ -4,7 +4,6 @@ evaluating a checkpoint of another model."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 
 import jax
@@ -17,6 +16,7 @@ from rstg_jax.data import smt_input
 from rstg_jax.models import smt_model
 from rstg_jax.train import loop
 from rstg_jax.train.train_state import TrainState
+import subprocess_env
 from smt_tree import _REPO, arrays as _arrays, build_v1, tiny
 
 
@@ -77,9 +77,8 @@ def test_dense_evaluation_counts_every_video_once_and_equals_a_numpy_reference(
 def test_dense_evaluation_on_two_processes_equals_the_reference(trained, v1_data, tmp_path):
   config, workdir = trained
   out = tmp_path / "eval2"
-  env = {k: v for k, v in os.environ.items()
-         if not k.startswith(("JAX_", "SLURM_", "OMPI_", "XLA_"))}
-  env.update(TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+  env = subprocess_env.without(("JAX_", "SLURM_", "OMPI_", "XLA_"),
+                               TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
   cmd = ["bash", str(_REPO / "experiments/launch/local_cpu.sh"), "-n", "2", "-k", "2",
          "-t", "240", "--", "--config=configs/smt_i3d_rstg_final.py:tiny",
          f"--workdir={out}", f"--config.data.data_dir={v1_data}", "--config.mode=eval",

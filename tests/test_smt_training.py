@@ -3,7 +3,6 @@ and trains through `rstg_jax.main` (v1, v2), exact resume, clear errors."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from rstg_jax import tasks as tasks_lib
 from rstg_jax.data import smt_input
 from rstg_jax.train import init_from as init_from_lib
 from rstg_jax.train import loop
+import subprocess_env
 from smt_tree import _REPO, SMT_CONFIGS, arrays as _arrays, build as _build, build_v1, tiny
 
 
@@ -49,7 +49,7 @@ def test_every_config_builds_at_full_size():
 
 def _run_main(args):
   """`python -m rstg_jax.main ARGS` in a fresh process (absl flags parse once)."""
-  env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_"))}
+  env = subprocess_env.without(("JAX_", "XLA_"))
   proc = subprocess.run([sys.executable, "-m", "rstg_jax.main", *args], cwd=_REPO,
                         env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-4000:]
