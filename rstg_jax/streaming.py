@@ -129,6 +129,7 @@ class Streamer:
     # Frames per graph step: C2D max-pools time by `temporal_pool2` after res2.
     self.frames_per_step = model.backbone.temporal_pool2 if self.smt else 1
     self._step = jax.jit(self._smt_step if self.smt else self._mnist_step)
+    self._sum_shapes: dict[tuple, tuple] = {}
 
   def start(self, batch_size: int) -> StreamState:
     return StreamState(graph=initial_carry(self.graph_cfg, batch_size, jnp.float32),
@@ -144,9 +145,14 @@ class Streamer:
     state.pending = []
     if state.node_sum is None:
       # The running sums start at zero; their shapes come from tracing one step
-      # (no compile), so every step runs the same compiled function.
-      _, node_sum, pooled_sum, _ = jax.eval_shape(
-          self._step, self.variables, state.graph, None, None, frames, 1)
+      # (no compile, once per frame shape), so every step runs the same compiled
+      # function.
+      key = (frames.shape, frames.dtype)
+      if key not in self._sum_shapes:
+        _, node_sum, pooled_sum, _ = jax.eval_shape(
+            self._step, self.variables, state.graph, None, None, frames, 1)
+        self._sum_shapes[key] = (node_sum, pooled_sum)
+      node_sum, pooled_sum = self._sum_shapes[key]
       state.node_sum = jnp.zeros(node_sum.shape, node_sum.dtype)
       state.pooled_sum = jnp.zeros(pooled_sum.shape, pooled_sum.dtype)
     graph, node_sum, pooled_sum, logits = self._step(
