@@ -160,7 +160,8 @@ def stream(config, checkpoint: str, input_path: str, *, top: int = 5,
   t = time.perf_counter()
   warm = streamer.start(1)
   for f in range(streamer.frames_per_step):
-    warm, _ = streamer.push(warm, clip[:, f])
+    warm, logits = streamer.push(warm, clip[:, f])
+  jax.block_until_ready(logits)   # else frame 1 would wait for this run
   log(f"model {config.model.name} from {loaded.checkpoint}; class names from "
       f"{names_from}; compiled the frame step in {time.perf_counter() - t:.1f} s")
   state, frames, last = streamer.start(1), [], None
