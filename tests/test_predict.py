@@ -251,3 +251,19 @@ def test_which_configs_stream():
   assert "'mean'" in reason("syncmnist_mean_baseline")
   assert "3-frame temporal kernels" in reason("smt_i3d_rstg_final")
   assert "at 'final' only" in reason("smt_i3d_rstg_res3_res4")
+
+
+def test_class_names_from_an_import_report_or_the_checkpoints_config(v1_data, tmp_path):
+  from rstg_jax import inference  # pylint: disable=g-import-not-at-top
+  config = tiny(CAUSAL, tmp_path / "no_data_here")
+  imported = list(reversed(NAMES))   # an original head's own row order
+  names, source = inference.class_names(config, {"class_names": imported})
+  assert names == imported and "import report" in source
+  saved = loop.config_to_dict(tiny(CAUSAL, v1_data))
+  names, source = inference.class_names(config, {"config": saved})
+  assert names == NAMES and "checkpoint's config" in source
+  names, source = inference.class_names(config, {})
+  assert names[3] == "class 3" and "--class_names" in source
+  with pytest.raises(inference.PredictError, match="has 3 class names but the model "
+                                                   "has 174"):
+    inference.class_names(config, {"class_names": ["a", "b", "c"]})
