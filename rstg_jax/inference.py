@@ -129,6 +129,30 @@ def class_names(config, meta: dict[str, Any], labels_file: str | None = None
   return [f"class {i}" for i in range(k)], "none found (give --class_names)"
 
 
+# Model settings that change speed or memory, not the function (not worth a note).
+_SPEED_KNOBS = ("dtype", "remat_stages", "graph.scan", "graph.remat", "graph.unroll")
+
+
+def model_differences(config, meta: dict[str, Any]) -> list[str]:
+  """`config.model` fields whose value differs from the checkpoint's saved config.
+
+  Parameter shapes cannot tell e.g. a whole-clip from a per-frame LayerNorm; the
+  saved config can (checkpoints written by `rstg_jax.main` or the import tool).
+  """
+  saved = (meta.get("config") or {}).get("model")
+  if not isinstance(saved, dict):
+    return []
+  from flax import traverse_util  # pylint: disable=g-import-not-at-top
+  ours = traverse_util.flatten_dict(config.model.to_dict(), sep=".")
+  theirs = traverse_util.flatten_dict(saved, sep=".")
+
+  def norm(v):  # JSON turns tuples into lists
+    return list(v) if isinstance(v, tuple) else v
+  return [f"model.{k}={ours[k]!r} (the checkpoint was trained with {theirs[k]!r})"
+          for k in sorted(set(ours) & set(theirs))
+          if k not in _SPEED_KNOBS and norm(ours[k]) != norm(theirs[k])]
+
+
 def topk(logits: np.ndarray, names: Sequence[str], k: int = 5) -> list[dict[str, Any]]:
   """The k most probable classes of one video's logits [K]: rank, class, name,
   probability (softmax of the view-averaged logits); ties keep the lower class id."""

@@ -116,6 +116,8 @@ def predict(config, checkpoint: str, input_path: str, *, views: str = "1x1",
       predictor = inference.BatchPredictor(loaded, batch_size)
       log(f"model {config.model.name} from {loaded.checkpoint}; class names from "
           f"{names_from}")
+      for d in inference.model_differences(config, loaded.meta):
+        log(f"NOTE --config sets {d}")
     pending[path] = clips
     finish(predictor.add(path, clips.clips))
   if predictor is not None:
@@ -155,6 +157,8 @@ def stream(config, checkpoint: str, input_path: str, *, top: int = 5,
   clip = clips.clips[:1]                                     # [1, T, H, W, C]
   loaded = inference.load_model(config, checkpoint, clip[0])
   names, names_from = inference.class_names(config, loaded.meta, labels_file)
+  for d in inference.model_differences(config, loaded.meta):
+    log(f"NOTE --config sets {d}")
   streamer = streaming.Streamer(config, loaded.model, loaded.variables)
   # Compile on a throw-away stream, so the latencies below are per frame.
   t = time.perf_counter()
