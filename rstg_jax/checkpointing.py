@@ -337,6 +337,19 @@ class Checkpointer:
           f"{_damaged_file(self._step_dir(step), e)}") from e
     return jax.device_get(restored["state"])
 
+  def restore_meta(self, step: int | None = None) -> dict[str, Any]:
+    """The JSON `meta` item of `step` (default latest): config, class names ..."""
+    step = self.latest_step() if step is None else step
+    try:
+      restored = self._manager.restore(
+          step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+    except _READ_ERRORS as e:
+      raise CheckpointDamagedError(
+          f"checkpoint step {step} in {self.directory} is damaged: "
+          f"{_damaged_file(self._step_dir(step), e)}") from e
+    meta = restored["meta"]
+    return meta if isinstance(meta, dict) else {}
+
   def wait_until_finished(self) -> None:
     self._manager.wait_until_finished()
 

@@ -274,6 +274,13 @@ def _view_clips_fn(spec: multiview.ViewSpec, clip_frames: int):
   return fn
 
 
+def view_clips_of(example: dict[str, Any], spec: multiview.ViewSpec,
+                  num_frames: int) -> np.ndarray:
+  """Every view of one example (`ExampleSource` layout: JPEG `frames`, `num_frames`,
+  `height`, `width`), exactly as the evaluation cuts it; uint8 [V, T, c, c, 3]."""
+  return _view_clips_fn(spec, num_frames)(*_example_args(example)).numpy()
+
+
 def encode_video_id(video_id: str) -> np.ndarray:
   raw = video_id.encode("utf-8")
   if len(raw) > VIDEO_ID_BYTES:
@@ -322,7 +329,7 @@ class EvalInput:
 
   def _load(self, index: int) -> dict[str, np.ndarray]:
     example = self.source[index]
-    clips = _view_clips_fn(self.spec, self.num_frames)(*_example_args(example)).numpy()
+    clips = view_clips_of(example, self.spec, self.num_frames)
     v = self.views_per_video
     return {"video": clips, "label": np.full(v, example["label"], np.int32),
             "mask": np.ones(v, np.float32), "video_index": np.full(v, index, np.int32),

@@ -1,0 +1,148 @@
+"""Videos from disk for `rstg_jax.predict`: found, read, and cut as the evaluation cuts
+them.
+
+An input path is
+  - a video file (.webm, .mp4, ...), decoded with ffmpeg as the v2 builder decodes;
+  - a folder of JPEG frames (the v1 layout: 00001.jpg, 00002.jpg, ...);
+  - a folder of several videos and/or frame folders (each one input);
+  - for SyncMNIST configs, a `.npy` clip uint8 [T, H, W(, 1)] (what the builder stores).
+
+Something-Something frames go through the same steps as a built data set and its
+evaluation: the builder's storage (`config.data.name`'s builder config: short side
+256 and JPEG quality 90 by default, `frame_io`), then `multiview.view_clips` at the
+config's sizes (`smt_input.view_spec_from_config`): so a video gives the clips, and
+logits, that the evaluation gives for it. SyncMNIST clips are used as stored.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+VIDEO_EXTENSIONS = (".webm", ".mp4", ".avi", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg")
+NPY_EXTENSION = ".npy"
+
+
+class InputError(ValueError):
+  """The --input path is missing or holds nothing this config can read."""
+
+
+class BadInput(ValueError):
+  """One input cannot be read (the message names the file and why)."""
+
+
+@dataclasses.dataclass
+class Clips:
+  """The evaluation clips of one input.
+
+  path: the input; clips: uint8 [V, T, H, W, C] (V views, temporal-major);
+  num_frames: frames of the video; notes: what was odd but kept (e.g. padding).
+  """
+  path: str
+  clips: np.ndarray
+  num_frames: int
+  notes: list[str] = dataclasses.field(default_factory=list)
+
+
+def _is_frame_folder(path: str) -> bool:
+  from rstg_datasets.smt_common import frame_io  # pylint: disable=g-import-not-at-top
+  return os.path.isdir(path) and bool(frame_io.list_frame_files(path))
+
+
+def list_inputs(path: str, task: str) -> list[str]:
+  """The inputs of an --input path (one, or the entries of a folder), sorted."""
+  p = os.path.abspath(os.path.expanduser(path))
+  if not os.path.exists(p):
+    raise InputError(f"--input={path}: no such file or folder")
+  exts = (NPY_EXTENSION,) if task == "sync_mnist" else VIDEO_EXTENSIONS
+  if os.path.isfile(p):
+    return [p]
+  if task != "sync_mnist" and _is_frame_folder(p):
+    return [p]
+  found = []
+  for name in sorted(os.listdir(p)):
+    full = os.path.join(p, name)
+    if os.path.isfile(full) and name.lower().endswith(exts):
+      found.append(full)
+    elif task != "sync_mnist" and os.path.isdir(full):
+      found.append(full)   # a frame folder (an empty or broken one is reported)
+  if not found:
+    kinds = ("'.npy' clips" if task == "sync_mnist"
+             else f"video files ({', '.join(VIDEO_EXTENSIONS)}) or frame folders")
+    raise InputError(f"--input={path}: the folder holds no {kinds}")
+  return found
+
+
+def stored_format(data_config) -> tuple[int | None, int]:
+  """(short side, JPEG quality) of the builder config `config.data.name` names, as
+  the data set stores frames (the default builder config when none is named)."""
+  from rstg_jax.data import smt_input  # pylint: disable=g-import-not-at-top
+  from rstg_datasets.smt_common import builder_base  # pylint: disable=g-import-not-at-top
+  config_name = smt_input.builder_name(data_config).partition("/")[2]
+  configs = {c.name: c for c in builder_base.BUILDER_CONFIGS}
+  name = config_name or builder_base.SomethingSomethingBase.DEFAULT_CONFIG_NAME
+  if name not in configs:
+    raise InputError(f"config.data.name={data_config.name!r}: builder config {name!r} "
+                     f"is not one of {sorted(configs)}")
+  return configs[name].short_side, configs[name].jpeg_quality
+
+
+def read_smt(path: str, data_config, views: str) -> Clips:
+  """A video file or frame folder -> its evaluation clips [V, T, c, c, 3] uint8."""
+  from rstg_jax.data import smt_input  # pylint: disable=g-import-not-at-top
+  from rstg_datasets.smt_common import frame_io  # pylint: disable=g-import-not-at-top
+  from rstg_datasets.smt_common.bad_input import BadVideoError  # pylint: disable=g-import-not-at-top
+  short_side, quality = stored_format(data_config)
+  try:
+    if os.path.isdir(path):
+      video = frame_io.read_frame_folder(path, short_side, quality)
+    elif path.lower().endswith(VIDEO_EXTENSIONS):
+      video = frame_io.encode_video_frames(frame_io.decode_video_file(path), short_side,
+                                           quality)
+    else:
+      raise BadInput(f"{path}: not a video file ({', '.join(VIDEO_EXTENSIONS)}) or a "
+                     "folder of .jpg frames")
+  except BadVideoError as e:
+    raise BadInput(f"{e.path}: {e.detail}") from None
+  except RuntimeError as e:   # ffmpeg / ffprobe not installed
+    raise BadInput(f"{path}: {e}") from None
+  n = len(video.frames)
+  if n == 0:
+    raise BadInput(f"{path}: the video has no frames")
+  notes = [detail for _, detail in video.notes]
+  t = data_config.num_frames
+  if n < t:
+    notes.append(f"{path}: {n} frames, fewer than the {t} sampled: frames repeat "
+                 f"(the evaluation's uniform sampling int(linspace(0, {n - 1}, {t})))")
+  spec = smt_input.view_spec_from_config(data_config, views)
+  example = {"frames": np.asarray(video.frames, dtype=object), "num_frames": n,
+             "height": video.height, "width": video.width}
+  return Clips(path, smt_input.view_clips_of(example, spec, t), n, notes)
+
+
+def read_npy(path: str, video_shape: tuple[int, ...]) -> Clips:
+  """A SyncMNIST clip [T, H, W] or [T, H, W, 1] in 0..255 -> Clips with one view."""
+  if not path.lower().endswith(NPY_EXTENSION):
+    raise BadInput(f"{path}: SyncMNIST configs read '.npy' clips uint8 "
+                   f"{list(video_shape)}")
+  try:
+    clip = np.load(path, allow_pickle=False)
+  except (OSError, ValueError, EOFError) as e:
+    raise BadInput(f"{path}: not a readable .npy array ({e})") from None
+  if clip.ndim == len(video_shape) - 1:
+    clip = clip[..., None]
+  if clip.shape[1:] != tuple(video_shape[1:]) or clip.shape[0] < 1:
+    raise BadInput(f"{path}: shape {list(clip.shape)}, expected [T, "
+                   f"{', '.join(map(str, video_shape[1:]))}] (T={video_shape[0]} as "
+                   "the data set)")
+  if clip.dtype != np.uint8:
+    if not np.all(np.isfinite(clip)) or clip.min() < 0 or clip.max() > 255:
+      raise BadInput(f"{path}: values must be pixels in 0..255 (dtype {clip.dtype}, "
+                     f"range {clip.min()}..{clip.max()})")
+    clip = np.round(clip).astype(np.uint8)
+  notes = []
+  if clip.shape[0] != video_shape[0]:
+    notes.append(f"{path}: {clip.shape[0]} frames where the data set has "
+                 f"{video_shape[0]}; the model runs on all of them")
+  return Clips(path, clip[None], clip.shape[0], notes)
