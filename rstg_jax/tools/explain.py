@@ -13,8 +13,9 @@ Written into `--out`:
   explain.png    rows = graph iterations k, columns = frames: the frame with the
                  node regions (3x3, 2x2 grid lines, the whole frame), each node
                  coloured by the norm of its output at that iteration, and an
-                 arrow sender j -> receiver i whose width is the attention
-                 weight alpha_ij (pairs below --min_weight are not drawn)
+                 arrow sender j -> receiver i whose width and colour grow with
+                 the attention weight alpha_ij (weights below --min_weight,
+                 default 1/N, and self-attention are not drawn)
   attention.png  per iteration: the attention matrix [receiver, sender]
                  averaged over frames, and the node output norms [node, frame]
   explain.gif    the same panels as explain.png, one frame of the video at a time
@@ -302,7 +303,7 @@ def save_figure(fig, path: str, colors: int = 256) -> tuple[int, int]:
   from PIL import Image  # pylint: disable=g-import-not-at-top
   fig.canvas.draw()
   image = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3])
-  image.quantize(colors=colors, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+  image.quantize(colors=colors, method=Image.Quantize.FASTOCTREE).save(path, optimize=True)
   _pyplot().close(fig)
   return image.size
 
@@ -368,7 +369,7 @@ def write_gif(path: str, video: np.ndarray, result: dict[str, Any], min_weight: 
     fig.canvas.draw()
     images.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3]))
     plt.close(fig)
-  images = [im.quantize(colors=64, method=Image.Quantize.MEDIANCUT) for im in images]
+  images = [im.quantize(colors=256, method=Image.Quantize.FASTOCTREE) for im in images]
   images[0].save(path, save_all=True, append_images=images[1:], duration=ms_per_frame,
                  loop=0, optimize=True)
   return images[0].size
@@ -420,7 +421,8 @@ def top_k(logits: np.ndarray, names: Sequence[str], k: int = 5) -> list[tuple[st
   return [(names[i], float(p[i])) for i in order]
 
 
-def write_html(path: str, *, top5: list[tuple[str, float]], info: dict[str, str]) -> None:
+def write_html(path: str, *, top5: list[tuple[str, float]], info: dict[str, str],
+               min_weight: float) -> None:
   """A page with the animation, the top-5 and the two images side by side."""
   rows = "".join(
       f"<tr><td>{r + 1}</td><td>{html.escape(name)}</td><td>{p:.3f}</td>"
@@ -443,11 +445,13 @@ img {{ max-width: 100%; }} .meta div {{ margin: 2px 0; }}
 <div class="row">
  <div><h3>Frames, attention and node norms</h3><img src="explain.gif" alt="animation"></div>
  <div><h3>Top-5</h3><table><tr><th>#</th><th>class</th><th>p</th><th></th></tr>{rows}</table>
-  <p>Arrows: sender &rarr; receiver, width = attention weight.<br>
+  <p style="max-width: 360px">Arrows: sender &rarr; receiver for attention weights of at least {min_weight:.3f}
+  (default 1/N: a uniform share); wider and brighter = larger weight. Self-attention is not
+  drawn (see the matrices).<br>
   Node colour: norm of the node's output at that iteration.<br>
   Grids: 3&times;3 (solid), 2&times;2 (dashed); the whole-frame node sits above the frame.</p></div>
- <div><h3>Attention matrices</h3><img src="attention.png" alt="attention"></div>
 </div>
+<h3>Attention matrices and node norms</h3><img src="attention.png" alt="attention">
 <h3>All frames and iterations</h3><img src="explain.png" alt="explain">
 </body></html>
 """
@@ -483,7 +487,7 @@ def explain(model: Any, variables: dict[str, Any], video: np.ndarray, out_dir: s
   info.update({"graph": result["graph"] + (f" (of {', '.join(result['graphs'])})"
                                            if len(result["graphs"]) > 1 else ""),
                "iterations x frames x nodes": f"{k_iters} x {t_graph} x {n}"})
-  write_html(files["index.html"], top5=top5, info=info)
+  write_html(files["index.html"], top5=top5, info=info, min_weight=min_weight)
   np.savez_compressed(files["explain.npz"], attention=result["attention"],
                       node_norm=result["node_norm"], logits=result["logits"],
                       frame_index=input_frame_index(t_graph, len(video)))
