@@ -341,8 +341,9 @@ def plot_explain_png(path: str, video: np.ndarray, result: dict[str, Any],
   rng, wrng = _norm_range(norm), _weight_range(att, min_weight)
   for k in range(k_iters):
     for c, t in enumerate(frames):
+      where = f"frame {t}" if len(video) == att.shape[1] else f"t={t} (frame {shown[t]})"
       draw_panel(axes[k, c], video[shown[t]], att[k, t], norm[k, t], rng, wrng,
-                 f"iteration {k + 1}, frame {t}")
+                 f"iteration {k + 1}, {where}")
   _colorbars(fig, caxes, rng, wrng)
   fig.suptitle(title, fontsize=9, y=1 - 0.08 / (k_iters * PANEL_H + TITLE_H), va="top")
   save_figure(fig, path)
@@ -364,7 +365,9 @@ def write_gif(path: str, video: np.ndarray, result: dict[str, Any], min_weight: 
       draw_panel(axes[0, k], video[shown[t]], att[k, t], norm[k, t], rng, wrng,
                  f"iteration {k + 1}")
     _colorbars(fig, caxes, rng, wrng)
-    fig.suptitle(f"frame {t + 1}/{t_graph}; {title}", fontsize=8,
+    where = (f"frame {t + 1}/{t_graph}" if len(video) == t_graph else
+             f"graph step {t + 1}/{t_graph} (input frame {shown[t] + 1}/{len(video)})")
+    fig.suptitle(f"{where}; {title}", fontsize=8,
                  y=1 - 0.04 / (PANEL_H + TITLE_H), va="top")
     fig.canvas.draw()
     images.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3]))

@@ -81,33 +81,43 @@ def _pyplot():
 
 
 def plot_curves(runs: Mapping[str, Mapping[str, Series]], path: str, title: str = "") -> None:
-  """One 2x2 figure: loss, accuracy, learning rate, clips/s; one colour per run."""
+  """One 2x2 figure: loss, accuracy, learning rate, clips/s; one colour per run.
+
+  Each panel's legend names the line styles (train solid, eval dashed/dotted);
+  with several runs a legend below the panels names their colours.
+  """
   plt = _pyplot()
-  fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), dpi=100, layout="constrained")
+  from matplotlib.lines import Line2D  # pylint: disable=g-import-not-at-top
+  fig, axes = plt.subplots(2, 2, figsize=(11, 7.5 + 0.25 * (len(runs) > 1) * len(runs)),
+                           dpi=100, layout="constrained")
   colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
   for ax, (name, ylabel, tags) in zip(axes.flat, PANELS):
-    drawn = False
-    for r, (label, scalars) in enumerate(runs.items()):
+    styles = {}
+    for r, scalars in enumerate(runs.values()):
       for tag, style in tags:
         if tag not in scalars:
           continue
         steps, vals = scalars[tag]
-        few = len(steps) <= 12
-        ax.plot(steps, vals, style, color=colours[r % len(colours)],
-                marker="o" if few and tag.startswith("eval") else None, ms=4,
-                label=f"{label}: {tag}" if len(runs) > 1 else tag)
-        drawn = True
+        marker = "o" if len(steps) <= 12 and tag.startswith("eval") else None
+        ax.plot(steps, vals, style, color=colours[r % len(colours)], marker=marker, ms=4)
+        styles[tag] = (style, marker)
     ax.set_title(name, fontsize=10)
     ax.set_xlabel("training step")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     if name == "learning rate":
       ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
-    if drawn:
-      ax.legend(fontsize=7, loc="best")
+    if styles:
+      ax.legend([Line2D([], [], color="black" if len(runs) > 1 else colours[0], ls=st,
+                        marker=mk, ms=4) for st, mk in styles.values()],
+                list(styles), fontsize=7, loc="best", framealpha=0.6)
     else:
       ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes,
               color="grey")
+  if len(runs) > 1:
+    fig.legend([Line2D([], [], color=colours[r % len(colours)], lw=2)
+                for r in range(len(runs))], list(runs), loc="outside lower center",
+               ncols=min(len(runs), 2), fontsize=8)
   if title:
     fig.suptitle(title, fontsize=10)
   fig.savefig(path)
