@@ -100,16 +100,20 @@ def load_video(path: str, config: Any) -> np.ndarray:
 
 
 def class_names(config: Any, num_classes: int) -> list[str]:
-  """Class names of the task without reading the data (fallback: 'class <i>')."""
+  """Class names in label order: SyncMNIST's fixed pair names, else the names of the
+  task's data build (`config.data`), else 'class <i>' (e.g. no build here)."""
+  names: list[str] = []
   try:
     if config.task == "sync_mnist":
       from rstg_datasets.sync_mnist import pair_labels  # pylint: disable=g-import-not-at-top
       names = pair_labels.label_names()
     else:
-      from rstg_datasets.smt_common import class_names as smt  # pylint: disable=g-import-not-at-top
-      names = smt.checkpoint_class_names()
-  except Exception:  # pylint: disable=broad-except
-    names = []
+      from rstg_jax import tasks  # pylint: disable=g-import-not-at-top
+      task = tasks.get_task(config, None)
+      task.prepare()  # reads the build's metadata; raises when there is none
+      names = list(task.class_names)
+  except Exception as e:  # pylint: disable=broad-except
+    print(f"class names: none from the data ({type(e).__name__}: {e}); using numbers")
   if len(names) != num_classes:
     names = [f"class {i}" for i in range(num_classes)]
   return list(names)
