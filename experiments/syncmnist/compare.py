@@ -8,6 +8,8 @@ process, then writes into --workdir:
   results.json   test top-1/top-5, steps, wall time, parameters, eval history
   results.md     the same as a markdown table
   accuracy.png   test top-1 against training steps, one curve per model
+  curves.png     loss, top-1/top-5, learning rate and clips/s of every model
+                 (rstg_jax.tools.plot_run over the sub-folders' events)
 Each model trains in its own sub-folder; re-running resumes unfinished runs and
 skips finished ones (it reads their summary.json).
 """
@@ -184,6 +186,9 @@ def main(argv):
         for m, r in results.items()}}, f, indent=1)
   table = _write_table(results, workdir)
   _plot(results, workdir, setup)
+  from rstg_jax.tools import plot_run  # pylint: disable=g-import-not-at-top
+  plot_run.plot_curves({LABELS[m]: plot_run.read_scalars(os.path.join(workdir, m))
+                        for m in results}, os.path.join(workdir, "curves.png"), title=setup)
   print(setup)
   print(table)
 

@@ -51,6 +51,7 @@ class RSTGCell(nn.Module):
         state, z = self.lstm_int(carry[len(new)], z)
         new.append(state)
       z = self.space(z, train)
+      self.sow("intermediates", "node_out", z)  # each iteration's node states; explain
     state, o = self.lstm_ext(carry[-1], z)
     new.append(state)
     return tuple(new), o
@@ -62,6 +63,7 @@ class RSTGCell(nn.Module):
       if k in self.config.time_stage_iters:
         zs = time_stage.run_lstm(self.lstm_int, zs, unroll)
       zs = self.space(zs, train)
+      self.sow("intermediates", "node_out", zs)
     return time_stage.run_lstm(self.lstm_ext, zs, unroll)
 
 
@@ -158,7 +160,9 @@ class RSTGGraph(nn.Module):
 
     if self.config.remat:
       body = nn.remat(body)
+    # 'intermediates' (sown only when mutable, e.g. by tools/explain) stack over time.
     scan = nn.scan(body, variable_broadcast="params", variable_carry="batch_stats",
+                   variable_axes={"intermediates": 1},
                    split_rngs={"params": False}, in_axes=1, out_axes=1,
                    unroll=self.config.unroll)
     _, out = scan(cell, initial_carry(self.config, z.shape[0], z.dtype), z)

@@ -94,6 +94,7 @@ class SpaceStage(nn.Module):
     else:  # 'none': mean over senders (all of them, or the neighbours when masked)
       logits = jnp.zeros(adj.shape, jnp.float32)
     alpha = attention_weights(logits, adj, cfg.adjacency).astype(msg.dtype)
+    self.sow("intermediates", "attention", alpha)  # [..., receiver i, sender j]; explain
     g = jnp.einsum("...ij,...ijm->...im", alpha, msg)
     g = g + self.param("att_bias", nn.initializers.zeros, (m,), jnp.float32).astype(g.dtype)
     if cfg.use_att == "simple":
