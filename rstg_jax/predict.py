@@ -31,26 +31,29 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Experiment config file, e.g. configs/smt_c2d_rstg_final.py.",
-    lock_config=True)
-_CHECKPOINT = flags.DEFINE_string(
-    "checkpoint", None, "A workdir (latest checkpoint), a step folder, or an imported "
-    "checkpoint.")
-_INPUT = flags.DEFINE_string(
-    "input", None, "A video file, a folder of frames, or a folder of videos (SyncMNIST: "
-    "a .npy clip or a folder of them).")
-_VIEWS = flags.DEFINE_enum("views", "1x1", ["1x1", "3x2", "11x2"],
-                           "Views averaged per video, as the evaluation's protocol.")
-_OUT = flags.DEFINE_string("out", None, "Write the predictions as JSON here.")
-_STREAM = flags.DEFINE_bool("stream", False, "Feed one video frame by frame (causal "
-                            "models: graph.norm_scope='per_frame').")
-_BATCH = flags.DEFINE_integer("batch_size", 8, "Clips per forward pass.")
-_TOP = flags.DEFINE_integer("top", 5, "Classes printed per video.")
-_CLASS_NAMES = flags.DEFINE_string(
-    "class_names", None, "Labels file (v1 CSV / v2 JSON) naming the classes; default: "
-    "the checkpoint's or the data set's names.")
-flags.mark_flags_as_required(["config", "checkpoint", "input"])
+def _define_flags() -> None:
+  """The CLI's flags, defined only when run as a program: importing this module
+  (tests, other tools) must not clash with `rstg_jax.main`'s --config."""
+  config_flags.DEFINE_config_file(
+      "config", None, "Experiment config file, e.g. configs/smt_c2d_rstg_final.py.",
+      lock_config=True)
+  flags.DEFINE_string(
+      "checkpoint", None, "A workdir (latest checkpoint), a step folder, or an imported "
+      "checkpoint.")
+  flags.DEFINE_string(
+      "input", None, "A video file, a folder of frames, or a folder of videos "
+      "(SyncMNIST: a .npy clip or a folder of them).")
+  flags.DEFINE_enum("views", "1x1", ["1x1", "3x2", "11x2"],
+                    "Views averaged per video, as the evaluation's protocol.")
+  flags.DEFINE_string("out", None, "Write the predictions as JSON here.")
+  flags.DEFINE_bool("stream", False, "Feed one video frame by frame (causal "
+                    "models: graph.norm_scope='per_frame').")
+  flags.DEFINE_integer("batch_size", 8, "Clips per forward pass.")
+  flags.DEFINE_integer("top", 5, "Classes printed per video.")
+  flags.DEFINE_string(
+      "class_names", None, "Labels file (v1 CSV / v2 JSON) naming the classes; "
+      "default: the checkpoint's or the data set's names.")
+  flags.mark_flags_as_required(["config", "checkpoint", "input"])
 
 
 def _print_top(path: str, num_frames: int, views: str, top: list[dict[str, Any]]) -> None:
@@ -214,24 +217,25 @@ def main(argv: list[str]) -> None:
   tf.config.set_visible_devices([], "GPU")
   from rstg_jax.train import loop  # pylint: disable=g-import-not-at-top
   loop.quiet_library_logs()
-  config = _CONFIG.value
+  fl = flags.FLAGS
+  config = fl.config
 
   def log(msg: str) -> None:   # progress and notes: stderr, results: stdout
     print(msg, file=sys.stderr, flush=True)
 
   try:
-    if _STREAM.value:
-      doc = stream(config, _CHECKPOINT.value, _INPUT.value, top=_TOP.value,
-                   labels_file=_CLASS_NAMES.value, log=log)
+    if fl.stream:
+      doc = stream(config, fl.checkpoint, fl.input, top=fl.top,
+                   labels_file=fl.class_names, log=log)
     else:
-      doc = predict(config, _CHECKPOINT.value, _INPUT.value, views=_VIEWS.value,
-                    batch_size=_BATCH.value, top=_TOP.value,
-                    labels_file=_CLASS_NAMES.value, log=log)
+      doc = predict(config, fl.checkpoint, fl.input, views=fl.views,
+                    batch_size=fl.batch_size, top=fl.top,
+                    labels_file=fl.class_names, log=log)
   except user_errors() as e:
     print(f"ERROR: {e}", file=sys.stderr)
     sys.exit(1)
-  if _OUT.value:
-    out = os.path.abspath(os.path.expanduser(_OUT.value))
+  if fl.out:
+    out = os.path.abspath(os.path.expanduser(fl.out))
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w", encoding="utf-8") as f:
       json.dump(doc, f, indent=1)
@@ -239,6 +243,7 @@ def main(argv: list[str]) -> None:
 
 
 def run() -> None:
+  _define_flags()
   app.run(main)
 
 
