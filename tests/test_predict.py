@@ -203,6 +203,34 @@ def test_missing_input_and_unreadable_single_input_are_clear(smt_run, tmp_path):
     predict.predict(config, str(workdir), str(tmp_path / "v.mp4"))
 
 
+def test_syncmnist_inputs_npy_clips_and_frame_folders(tmp_path):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  config = configs_common.get_config("syncmnist_rstg:tiny")
+  clips = tmp_path / "clips"
+  clips.mkdir()
+  for name in ("b.npy", "a.npy"):
+    np.save(clips / name, np.zeros((10, 64, 64), np.uint8))
+  (clips / "cover.png").write_bytes(b"")   # beside clips: not a frame folder
+  assert predict_input.list_inputs(str(clips), "sync_mnist") == [
+      str(clips / "a.npy"), str(clips / "b.npy")]
+  frames = tmp_path / "frames"
+  frames.mkdir()
+  for i in range(12):   # more frames than the data set's 10, in natural name order
+    Image.fromarray(np.full((32, 40), 20 * i, np.uint8)).save(frames / f"f{i}.png")
+  assert predict_input.list_inputs(str(frames), "sync_mnist") == [str(frames)]
+  read = predict_input.read_input(str(frames), config)
+  assert read.clips.shape == (1, 10, 64, 64, 1) and read.num_frames == 12
+  np.testing.assert_array_equal(
+      read.clips[0, :, 0, 0, 0], 20 * np.linspace(0, 11, 10).round().astype(int))
+  assert "10 sampled evenly" in read.notes[0]
+  np.save(tmp_path / "rgb.npy", np.zeros((10, 64, 64, 3), np.uint8))
+  with pytest.raises(predict_input.BadInput, match="3 channels, the SyncMNIST model "
+                                                   "takes 1"):
+    predict_input.read_input(str(tmp_path / "rgb.npy"), config)
+  with pytest.raises(predict_input.InputError, match="--views=3x2"):
+    predict_input.read_input(str(clips / "a.npy"), config, "3x2")
+
+
 @pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
                     reason="needs ffmpeg and ffprobe")
 def test_predict_on_a_webm_equals_the_model_on_its_decoded_frames(smt_run, tmp_path):
