@@ -266,6 +266,24 @@ def test_stream_smt_last_frame_equals_the_evaluation(smt_run, v1_data, reference
   assert doc["max_abs_difference"] < 1e-3
 
 
+def test_explain_draws_the_clip_the_evaluation_gives_the_model(smt_run, v1_data,
+                                                              reference_1x1, tmp_path):
+  # rstg_jax.tools.explain reads, loads and names as predict does: on a v1 frame
+  # folder its logits are the evaluation's 1x1 ones and its frames that clip.
+  from rstg_jax.tools import explain  # pylint: disable=g-import-not-at-top
+  config, workdir, _ = smt_run
+  folder = str(_frames_root(v1_data) / "22")
+  out = explain.run(config, str(workdir), folder, str(tmp_path / "explain"),
+                    max_frames=2, log=lambda _: None)
+  np.testing.assert_allclose(out["logits"], reference_1x1["22"], rtol=1e-4, atol=1e-4)
+  clip = predict_input.read_input(folder, config).clips[0]
+  assert clip.shape == (8, 64, 64, 3)
+  frames = np.load(out["files"]["explain.npz"])["frame_index"]
+  assert frames.max() < len(clip)
+  assert out["top5"][0]["name"] == inference.class_names(config, {})[0][
+      out["top5"][0]["class"]]
+
+
 @pytest.mark.slow   # three compiles of the SyncMNIST model: ~50 s on 2 busy cores
 def test_stream_syncmnist_equals_the_whole_clip_after_every_frame(tmp_path):
   config = configs_common.get_config("syncmnist_rstg_causal:tiny")
