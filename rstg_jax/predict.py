@@ -62,17 +62,6 @@ def _print_top(path: str, num_frames: int, views: str, top: list[dict[str, Any]]
     print(f"  {t['rank']}. {t['probability']:.4f}  {t['name']}  (class {t['class']})")
 
 
-def _read(path: str, config, views: str):
-  from rstg_jax.data import predict_input  # pylint: disable=g-import-not-at-top
-  if config.task == "sync_mnist":
-    if views != "1x1":
-      raise predict_input.InputError(f"--views={views}: SyncMNIST clips have one view "
-                                     "(use 1x1)")
-    from rstg_datasets.sync_mnist import sync_mnist  # pylint: disable=g-import-not-at-top
-    return predict_input.read_npy(path, sync_mnist.VIDEO_SHAPE)
-  return predict_input.read_smt(path, config.data, views)
-
-
 def predict(config, checkpoint: str, input_path: str, *, views: str = "1x1",
             batch_size: int = 8, top: int = 5, labels_file: str | None = None,
             log=print) -> dict[str, Any]:
@@ -104,7 +93,7 @@ def predict(config, checkpoint: str, input_path: str, *, views: str = "1x1",
     if len(paths) > 1:
       log(f"[{i + 1}/{len(paths)}] {path}  ({time.time() - t0:.1f} s)")
     try:
-      clips = _read(path, config, views)
+      clips = predict_input.read_input(path, config, views)
     except predict_input.BadInput as e:
       if single:
         raise
@@ -154,7 +143,7 @@ def stream(config, checkpoint: str, input_path: str, *, top: int = 5,
   if len(paths) != 1:
     raise predict_input.InputError(f"--stream takes one video; --input={input_path} "
                                    f"holds {len(paths)}")
-  clips = _read(paths[0], config, "1x1")
+  clips = predict_input.read_input(paths[0], config, "1x1")
   for note in clips.notes:
     log(f"NOTE {note}")
   clip = clips.clips[:1]                                     # [1, T, H, W, C]
@@ -212,9 +201,8 @@ def user_errors() -> tuple[type[Exception], ...]:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  # TensorFlow only decodes frames here: keep it off accelerators.
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  tf.config.set_visible_devices([], "GPU")
+  from rstg_jax.data import predict_input  # pylint: disable=g-import-not-at-top
+  predict_input.keep_tensorflow_off_accelerators()
   from rstg_jax.train import loop  # pylint: disable=g-import-not-at-top
   loop.quiet_library_logs()
   fl = flags.FLAGS

@@ -14,6 +14,7 @@ from rstg_jax import checkpointing
 from rstg_jax.models import graph_layout
 from rstg_jax.models.graph_config import GraphConfig
 from rstg_jax.models.rstg_graph import RSTGGraph
+from rstg_jax.data import predict_input
 from rstg_jax.tools import explain
 from rstg_jax.tools import plot_run
 from rstg_jax.train.train_state import TrainState
@@ -116,9 +117,10 @@ def test_explain_writes_the_images_and_page(tmp_path):
   _not_blank(gif)
   _not_blank(Image.open(out["files"]["attention.png"]))
   page = (tmp_path / "out" / "index.html").read_text()
-  for name in ("explain.gif", "explain.png", "attention.png", out["top5"][0][0]):
+  for name in ("explain.gif", "explain.png", "attention.png", out["top5"][0]["name"]):
     assert name in page
-  assert len(out["top5"]) == 5 and out["top5"][0][1] >= out["top5"][-1][1]
+  assert (len(out["top5"]) == 5 and
+          out["top5"][0]["probability"] >= out["top5"][-1]["probability"])
   saved = np.load(out["files"]["explain.npz"])
   np.testing.assert_array_equal(saved["attention"], att)
 
@@ -126,13 +128,14 @@ def test_explain_writes_the_images_and_page(tmp_path):
 def test_a_clip_with_the_wrong_channels_fails_clearly(tmp_path):
   np.save(tmp_path / "rgb.npy", np.zeros((2, 64, 64, 3), np.uint8))
   with pytest.raises(ValueError, match="3 channels"):
-    explain.load_video(str(tmp_path / "rgb.npy"), _tiny_syncmnist_config())
+    predict_input.read_input(str(tmp_path / "rgb.npy"), _tiny_syncmnist_config())
 
 
 def test_frame_folder_is_read_in_name_order(tmp_path):
   for i in (2, 0, 1):
     Image.fromarray(np.full((32, 40), 100 * i, np.uint8)).save(tmp_path / f"f{i}.png")
-  video = explain.load_video(str(tmp_path), _tiny_syncmnist_config())
+  (path,) = predict_input.list_inputs(str(tmp_path), "sync_mnist")  # one clip
+  video = predict_input.read_input(path, _tiny_syncmnist_config()).clips[0]
   assert video.shape == (3, 64, 64, 1)
   np.testing.assert_array_equal(video[:, 0, 0, 0], [0, 100, 200])
 

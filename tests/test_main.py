@@ -115,3 +115,18 @@ def test_main_trains_evaluates_and_writes_summary(tmp_path, capsys, monkeypatch)
   assert (workdir / "checkpoints" / "2").is_dir()
   assert list(workdir.glob("events.out.tfevents*"))
   assert "test top-1" in capsys.readouterr().out
+  # The evaluation report of the last evaluation's logits, as Something-Something's.
+  assert summary["report"] == str(workdir / "test_metrics.json")
+  with open(workdir / "test_metrics.json") as f:
+    report = json.load(f)
+  assert report["num_videos"] == 10
+  assert report["top1"] == pytest.approx(summary["test_top1"])
+  assert report["top5"] == pytest.approx(summary["test_top5"])
+  assert summary["test_mean_class_accuracy"] == report["mean_class_accuracy"]
+  from rstg_jax.train import eval_report  # pylint: disable=g-import-not-at-top
+  matrix, names = eval_report.read_confusion_json(str(workdir / "test_confusion.json"))
+  assert matrix.shape == (46, 46) and int(matrix.sum()) == 10
+  assert names[0] == "0-1" and names[-1] == "no_sync"
+  with open(workdir / "test_per_class.json") as f:
+    assert sum(c["count"] for c in json.load(f).values()) == 10
+  assert (workdir / "test_confusion.png").is_file()

@@ -203,6 +203,34 @@ def test_missing_input_and_unreadable_single_input_are_clear(smt_run, tmp_path):
     predict.predict(config, str(workdir), str(tmp_path / "v.mp4"))
 
 
+def test_syncmnist_inputs_npy_clips_and_frame_folders(tmp_path):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  config = configs_common.get_config("syncmnist_rstg:tiny")
+  clips = tmp_path / "clips"
+  clips.mkdir()
+  for name in ("b.npy", "a.npy"):
+    np.save(clips / name, np.zeros((10, 64, 64), np.uint8))
+  (clips / "cover.png").write_bytes(b"")   # beside clips: not a frame folder
+  assert predict_input.list_inputs(str(clips), "sync_mnist") == [
+      str(clips / "a.npy"), str(clips / "b.npy")]
+  frames = tmp_path / "frames"
+  frames.mkdir()
+  for i in range(12):   # more frames than the data set's 10, in natural name order
+    Image.fromarray(np.full((32, 40), 20 * i, np.uint8)).save(frames / f"f{i}.png")
+  assert predict_input.list_inputs(str(frames), "sync_mnist") == [str(frames)]
+  read = predict_input.read_input(str(frames), config)
+  assert read.clips.shape == (1, 10, 64, 64, 1) and read.num_frames == 12
+  np.testing.assert_array_equal(
+      read.clips[0, :, 0, 0, 0], 20 * np.linspace(0, 11, 10).round().astype(int))
+  assert "10 sampled evenly" in read.notes[0]
+  np.save(tmp_path / "rgb.npy", np.zeros((10, 64, 64, 3), np.uint8))
+  with pytest.raises(predict_input.BadInput, match="3 channels, the SyncMNIST model "
+                                                   "takes 1"):
+    predict_input.read_input(str(tmp_path / "rgb.npy"), config)
+  with pytest.raises(predict_input.InputError, match="--views=3x2"):
+    predict_input.read_input(str(clips / "a.npy"), config, "3x2")
+
+
 @pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
                     reason="needs ffmpeg and ffprobe")
 def test_predict_on_a_webm_equals_the_model_on_its_decoded_frames(smt_run, tmp_path):
@@ -236,6 +264,24 @@ def test_stream_smt_last_frame_equals_the_evaluation(smt_run, v1_data, reference
   np.testing.assert_allclose(doc["stream_logits"], reference_1x1["22"], rtol=1e-4,
                              atol=1e-4)
   assert doc["max_abs_difference"] < 1e-3
+
+
+def test_explain_draws_the_clip_the_evaluation_gives_the_model(smt_run, v1_data,
+                                                              reference_1x1, tmp_path):
+  # rstg_jax.tools.explain reads, loads and names as predict does: on a v1 frame
+  # folder its logits are the evaluation's 1x1 ones and its frames that clip.
+  from rstg_jax.tools import explain  # pylint: disable=g-import-not-at-top
+  config, workdir, _ = smt_run
+  folder = str(_frames_root(v1_data) / "22")
+  out = explain.run(config, str(workdir), folder, str(tmp_path / "explain"),
+                    max_frames=2, log=lambda _: None)
+  np.testing.assert_allclose(out["logits"], reference_1x1["22"], rtol=1e-4, atol=1e-4)
+  clip = predict_input.read_input(folder, config).clips[0]
+  assert clip.shape == (8, 64, 64, 3)
+  frames = np.load(out["files"]["explain.npz"])["frame_index"]
+  assert frames.max() < len(clip)
+  assert out["top5"][0]["name"] == inference.class_names(config, {})[0][
+      out["top5"][0]["class"]]
 
 
 @pytest.mark.slow   # three compiles of the SyncMNIST model: ~50 s on 2 busy cores

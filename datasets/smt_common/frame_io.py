@@ -87,9 +87,11 @@ def _natural_key(name: str):
   return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
-def list_frame_files(folder: str) -> list[str]:
-  """JPEG files of a frame folder in frame order (natural sort of the names)."""
-  names = [n for n in os.listdir(folder) if n.lower().endswith(FRAME_EXTENSIONS)]
+def list_frame_files(folder: str, extensions: tuple[str, ...] = FRAME_EXTENSIONS
+                     ) -> list[str]:
+  """Files of a frame folder (JPEG by default) in frame order (natural sort of the
+  names)."""
+  names = [n for n in os.listdir(folder) if n.lower().endswith(extensions)]
   return [os.path.join(folder, n) for n in sorted(names, key=_natural_key)]
 
 

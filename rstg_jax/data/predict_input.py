@@ -5,13 +5,19 @@ An input path is
   - a video file (.webm, .mp4, ...), decoded with ffmpeg as the v2 builder decodes;
   - a folder of JPEG frames (the v1 layout: 00001.jpg, 00002.jpg, ...);
   - a folder of several videos and/or frame folders (each one input);
-  - for SyncMNIST configs, a `.npy` clip uint8 [T, H, W(, 1)] (what the builder stores).
+  - for SyncMNIST configs, a `.npy` clip uint8 [T, H, W(, 1)] (what the builder stores)
+    or a folder of frame images (png, jpg, ...; natural order of the names).
 
 Something-Something frames go through the same steps as a built data set and its
 evaluation: the builder's storage (`config.data.name`'s builder config: short side
 256 and JPEG quality 90 by default, `frame_io`), then `multiview.view_clips` at the
 config's sizes (`smt_input.view_spec_from_config`): so a video gives the clips, and
-logits, that the evaluation gives for it. SyncMNIST clips are used as stored.
+logits, that the evaluation gives for it. SyncMNIST clips are used as stored; a
+SyncMNIST frame folder becomes such a clip (grey, resized to the stored frame size, at
+most the stored frame count, sampled evenly).
+
+`read_input` reads one input as its config's task needs; the clips are the model's
+input and the pixels it saw (uint8, not normalised), so they can also be drawn on.
 """
 from __future__ import annotations
 
@@ -22,6 +28,8 @@ import numpy as np
 
 VIDEO_EXTENSIONS = (".webm", ".mp4", ".avi", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg")
 NPY_EXTENSION = ".npy"
+# Frame images of a SyncMNIST frame folder (Something-Something's are JPEG: frame_io).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 class InputError(ValueError):
@@ -50,6 +58,18 @@ def _is_frame_folder(path: str) -> bool:
   return os.path.isdir(path) and bool(frame_io.list_frame_files(path))
 
 
+def _image_files(folder: str) -> list[str]:
+  """Frame images of a folder in frame order (natural sort: f9 before f10)."""
+  from rstg_datasets.smt_common import frame_io  # pylint: disable=g-import-not-at-top
+  return frame_io.list_frame_files(folder, IMAGE_EXTENSIONS)
+
+
+def _is_image_folder(path: str) -> bool:
+  # A SyncMNIST folder of .npy clips is several inputs, one of images is one clip.
+  return (os.path.isdir(path) and bool(_image_files(path)) and
+          not any(n.lower().endswith(NPY_EXTENSION) for n in os.listdir(path)))
+
+
 def list_inputs(path: str, task: str) -> list[str]:
   """The inputs of an --input path (one, or the entries of a folder), sorted."""
   p = os.path.abspath(os.path.expanduser(path))
@@ -60,6 +80,8 @@ def list_inputs(path: str, task: str) -> list[str]:
     return [p]
   if task != "sync_mnist" and _is_frame_folder(p):
     return [p]
+  if task == "sync_mnist" and _is_image_folder(p):
+    return [p]
   found = []
   for name in sorted(os.listdir(p)):
     full = os.path.join(p, name)
@@ -68,7 +90,7 @@ def list_inputs(path: str, task: str) -> list[str]:
     elif task != "sync_mnist" and os.path.isdir(full):
       found.append(full)   # a frame folder (an empty or broken one is reported)
   if not found:
-    kinds = ("'.npy' clips" if task == "sync_mnist"
+    kinds = ("'.npy' clips or frame images" if task == "sync_mnist"
              else f"video files ({', '.join(VIDEO_EXTENSIONS)}) or frame folders")
     raise InputError(f"--input={path}: the folder holds no {kinds}")
   return found
@@ -130,8 +152,14 @@ def read_npy(path: str, video_shape: tuple[int, ...]) -> Clips:
     clip = np.load(path, allow_pickle=False)
   except (OSError, ValueError, EOFError) as e:
     raise BadInput(f"{path}: not a readable .npy array ({e})") from None
+  if clip.ndim == len(video_shape) + 1 and clip.shape[0] == 1:
+    clip = clip[0]   # a batch of one, e.g. saved from a data set batch
   if clip.ndim == len(video_shape) - 1:
     clip = clip[..., None]
+  if (clip.ndim == len(video_shape) and clip.shape[1:-1] == tuple(video_shape[1:-1])
+      and clip.shape[-1] != video_shape[-1]):
+    raise BadInput(f"{path}: {clip.shape[-1]} channels, the SyncMNIST model takes "
+                   f"{video_shape[-1]} (shape {list(clip.shape)})")
   if clip.shape[1:] != tuple(video_shape[1:]) or clip.shape[0] < 1:
     raise BadInput(f"{path}: shape {list(clip.shape)}, expected [T, "
                    f"{', '.join(map(str, video_shape[1:]))}] (T={video_shape[0]} as "
@@ -146,3 +174,49 @@ def read_npy(path: str, video_shape: tuple[int, ...]) -> Clips:
     notes.append(f"{path}: {clip.shape[0]} frames where the data set has "
                  f"{video_shape[0]}; the model runs on all of them")
   return Clips(path, clip[None], clip.shape[0], notes)
+
+
+def read_frame_images(path: str, video_shape: tuple[int, ...]) -> Clips:
+  """A SyncMNIST folder of frame images -> Clips with one view uint8 [1, T, H, W, 1].
+
+  The frames (natural order of the names) are made grey and resized to the stored
+  frame size [H, W]; more frames than the data set's T are sampled evenly down to T.
+  """
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  files = _image_files(path) if os.path.isdir(path) else []
+  if not files:
+    raise BadInput(f"{path}: a folder without frame images "
+                   f"({', '.join(IMAGE_EXTENSIONS)})")
+  n, (t, h, w) = len(files), video_shape[:3]
+  notes = []
+  if n > t:
+    files = [files[i] for i in np.linspace(0, n - 1, t).round().astype(int)]
+    notes.append(f"{path}: {n} frames, {t} sampled evenly (as many as the data set has)")
+  frames = []
+  for f in files:
+    try:
+      with Image.open(f) as img:
+        frames.append(np.asarray(img.convert("L").resize((w, h), Image.BILINEAR)))
+    except OSError as e:
+      raise BadInput(f"{f}: not a readable image ({e})") from None
+  return Clips(path, np.stack(frames)[None, ..., None], n, notes)
+
+
+def read_input(path: str, config, views: str = "1x1") -> Clips:
+  """One input of `list_inputs` as its task reads it: the evaluation clips of a
+  Something-Something video (`views` as its protocol), or a SyncMNIST clip."""
+  if config.task == "sync_mnist":
+    if views != "1x1":
+      raise InputError(f"--views={views}: SyncMNIST clips have one view (use 1x1)")
+    from rstg_datasets.sync_mnist import sync_mnist  # pylint: disable=g-import-not-at-top
+    if os.path.isdir(path):
+      return read_frame_images(path, sync_mnist.VIDEO_SHAPE)
+    return read_npy(path, sync_mnist.VIDEO_SHAPE)
+  return read_smt(path, config.data, views)
+
+
+def keep_tensorflow_off_accelerators() -> None:
+  """TensorFlow only decodes frames here; left alone it would take the GPU's memory
+  that JAX needs."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.config.set_visible_devices([], "GPU")

@@ -4,7 +4,8 @@ The loop calls, in this order: `describe()` (what the user sees at start),
 `build_model()`, `train_input()` / `eval_input()`, the jitted steps with the
 task's `eval_metrics` collection (fed the batch keys `eval_batch_keys`),
 `summary_fields()` after each evaluation, and `final_report()` once at the end
-(e.g. a dense multi-view evaluation report). Inputs follow two small protocols:
+(e.g. a dense multi-view evaluation report, or the report of the last evaluation's
+own logits when `eval_outputs` is set). Inputs follow two small protocols:
 
   train input: `iterate(start_step)` -> this process's batches for steps
     start_step + 1, start_step + 2, ... (a pure function of seed and step, so
@@ -17,12 +18,17 @@ task's `eval_metrics` collection (fed the batch keys `eval_batch_keys`),
 from __future__ import annotations
 
 import abc
+import os
+from collections.abc import Sequence
 from typing import Any, Callable
 
 import flax.linen as nn
+import jax
 from jax.sharding import Mesh
 import ml_collections
+import numpy as np
 
+from rstg_jax.train import eval_report
 from rstg_jax.train import metrics as metrics_lib
 
 
@@ -33,6 +39,9 @@ class Task(abc.ABC):
   # video, label, mask) that its metrics need.
   eval_metrics: type = metrics_lib.EvalMetrics
   eval_batch_keys: tuple[str, ...] = ()
+  # The evaluation also returns its per-clip logits, labels and mask (as
+  # evaluation['outputs']), so `final_report` needs no second pass over the split.
+  eval_outputs: bool = False
 
   def __init__(self, config: ml_collections.ConfigDict, mesh: Mesh):
     self.config = config
@@ -73,10 +82,11 @@ class Task(abc.ABC):
     del evaluation
     return {}
 
-  def final_report(self, state: Any, predict_step: Callable, workdir: str
-                   ) -> dict[str, Any]:
-    """Runs after the last evaluation; returns fields for summary.json."""
-    del state, predict_step, workdir
+  def final_report(self, state: Any, predict_step: Callable, workdir: str,
+                   evaluation: dict[str, Any]) -> dict[str, Any]:
+    """Runs after the last evaluation (`evaluation`, the loop's result: metrics,
+    and 'outputs' when `eval_outputs` is set); returns fields for summary.json."""
+    del state, predict_step, workdir, evaluation
     return {}
 
   def summary_line(self, summary: dict[str, Any]) -> str:
@@ -85,3 +95,27 @@ class Task(abc.ABC):
     return (f"{p} top-1 {summary[f'{p}_top1']:.4f}  top-5 {summary[f'{p}_top5']:.4f}"
             f"  ({summary[f'{p}_num_examples']} videos, {summary['steps']} steps, "
             f"{summary['train_seconds']:.0f} s training)")
+
+
+def write_report(workdir: str, prefix: str, outputs: dict[str, np.ndarray],
+                 class_names: Sequence[str], *, expected_videos: int,
+                 **video_info: Any) -> dict[str, Any]:
+  """The evaluation report files (`eval_report.write_eval_report`: metrics, per-class
+  accuracy, confusion matrix, ...) of gathered per-clip `outputs` ('logits' [N, K],
+  'label' [N], 'mask' [N]), written by process 0 into `workdir` as `<prefix>_*`.
+
+  `video_info`: write_eval_report's video_index / video_ids / views_per_video.
+  Returns the report's scalars as summary fields '<prefix>_<name>' and 'report'
+  (the metrics file); empty on other processes. Raises AssertionError when the
+  report counts other than `expected_videos` videos (every video counts once).
+  """
+  if jax.process_index() != 0:
+    return {}
+  result = eval_report.write_eval_report(
+      workdir, prefix, logits=outputs["logits"], labels=outputs["label"],
+      class_names=class_names, mask=outputs["mask"], **video_info)
+  if result["num_videos"] != expected_videos:
+    raise AssertionError(f"the {prefix} report counted {result['num_videos']} videos "
+                         f"but the split holds {expected_videos}")
+  return {f"{prefix}_{k}": v for k, v in result.items()} | {
+      "report": os.path.join(workdir, f"{prefix}_metrics.json")}

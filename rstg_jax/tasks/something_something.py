@@ -23,7 +23,6 @@ from rstg_jax.data import sliced_input
 from rstg_jax.data import smt_input
 from rstg_jax.models import smt_model
 from rstg_jax.tasks import base
-from rstg_jax.train import eval_report
 
 
 class Task(base.Task):
@@ -96,27 +95,22 @@ class Task(base.Task):
   def eval_input(self):
     return self._eval_input("1x1")  # the central crop, as the original's validation
 
-  def final_report(self, state: Any, predict_step: Callable, workdir: str
-                   ) -> dict[str, Any]:
+  def final_report(self, state: Any, predict_step: Callable, workdir: str,
+                   evaluation: dict[str, Any]) -> dict[str, Any]:
+    del evaluation  # the central crop; the report runs the eval_views protocol
     views = self.config.data.eval_views
     ev = self._eval_input(views)
     outputs = gather_predictions(predict_step, state, ev, self.mesh)
     prefix = f"{self.eval_split}_{views}"
-    result: dict[str, Any] = {}
+    fields = base.write_report(
+        workdir, prefix, outputs, self.class_names, expected_videos=ev.num_videos,
+        video_index=outputs["video_index"],
+        video_ids=smt_input.decode_video_ids(outputs["video_id"]),
+        views_per_video=ev.views_per_video)
     if jax.process_index() == 0:
-      result = eval_report.write_eval_report(
-          workdir, prefix, logits=outputs["logits"], labels=outputs["label"],
-          class_names=self.class_names, mask=outputs["mask"],
-          video_index=outputs["video_index"],
-          video_ids=smt_input.decode_video_ids(outputs["video_id"]),
-          views_per_video=ev.views_per_video)
-      if result["num_videos"] != ev.num_videos:
-        raise AssertionError(f"the {views} evaluation counted {result['num_videos']} "
-                             f"videos but the split holds {ev.num_videos}")
       save_video_logits(os.path.join(workdir, f"{prefix}_video_logits.npz"), outputs,
                         ev.views_per_video)
-    return {f"{prefix}_{k}": v for k, v in result.items()} | {
-        "report": os.path.join(workdir, f"{prefix}_metrics.json")}
+    return fields | {"report": os.path.join(workdir, f"{prefix}_metrics.json")}
 
   def summary_line(self, summary: dict[str, Any]) -> str:
     views = self.config.data.eval_views

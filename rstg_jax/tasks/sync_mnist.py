@@ -4,14 +4,17 @@ Model: `rstg_jax.models.syncmnist_model` (SimpleConv + RSTG / mean / LSTM);
 inputs: `rstg_jax.data.sync_mnist_input` over the tfds builder (generated when
 absent); extra metric: the synchronous-pair accuracy (`test_pair_top1`: the
 true pair against the other pairs of the digits present; 1/3 for a model blind
-to motion with 3 digits).
+to motion with 3 digits). The final report (`<eval_split>_metrics.json`,
+`_per_class.json`, `_confusion.json` / `.png`: `rstg_jax.train.eval_report`, as
+Something-Something writes) is made from the last evaluation's own logits.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import jax
 
+from rstg_datasets.sync_mnist import pair_labels
 from rstg_jax.data import sliced_input
 from rstg_jax.data import sync_mnist_input
 from rstg_jax.models import syncmnist_model
@@ -25,6 +28,7 @@ class Task(base.Task):
 
   eval_metrics = sync_mnist_metrics.SyncMnistEvalMetrics
   eval_batch_keys = ("digits",)
+  eval_outputs = True   # the final report reuses the last evaluation's logits
 
   def prepare(self) -> None:
     data = self.config.data
@@ -74,7 +78,19 @@ class Task(base.Task):
   def summary_fields(self, evaluation: dict[str, Any]) -> dict[str, Any]:
     return {"pair_top1": float(evaluation["pair_top1"])}
 
+  def final_report(self, state: Any, predict_step: Callable, workdir: str,
+                   evaluation: dict[str, Any]) -> dict[str, Any]:
+    del state, predict_step  # no second pass: the evaluation kept its logits
+    p = self.eval_split
+    fields = base.write_report(workdir, p, evaluation["outputs"],
+                               pair_labels.label_names(),
+                               expected_videos=int(evaluation["num_examples"]))
+    # top-1 / top-5 / counts are the loop's own '<split>_*' fields already.
+    return {k: v for k, v in fields.items()
+            if k in ("report", f"{p}_mean_class_accuracy")}
+
   def summary_line(self, summary: dict[str, Any]) -> str:
     p = self.eval_split
+    report = f"; report {summary['report']}" if "report" in summary else ""
     return (super().summary_line(summary) + f"  synchronous-pair top-1 "
-            f"{summary[f'{p}_pair_top1']:.4f} (chance 1/3 with 3 digits)")
+            f"{summary[f'{p}_pair_top1']:.4f} (chance 1/3 with 3 digits){report}")

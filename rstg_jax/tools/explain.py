@@ -5,9 +5,14 @@
 
 `--checkpoint` is a workdir (its latest checkpoint), its `checkpoints/` folder or
 one step folder (`runs/demo/checkpoints/250`), as `config.init_from` accepts.
-`--input` is a clip saved with `np.save` ([T, H, W] or [T, H, W, C], uint8
-0-255, e.g. a SyncMNIST video) or a folder of frame images (sorted by name,
-resized to the config's image size, `num_frames` of them sampled evenly).
+`--input` is one input as `rstg_jax.predict` reads it (`rstg_jax.data.predict_input`):
+for SyncMNIST a clip saved with `np.save` ([T, H, W] or [T, H, W, 1], 0-255, e.g. a
+SyncMNIST video) or a folder of frame images (natural order of the names, made grey
+and resized to 64x64, at most the data set's 10 frames, sampled evenly); for
+Something-Something a video file or a folder of JPEG frames, sampled and
+centre-cropped as the evaluation's 1x1 view. The frames drawn are that clip, the
+pixels the model saw. The checkpoint is loaded, checked against `--config`, and the
+classes named as by `rstg_jax.predict` (`rstg_jax.inference`).
 
 Written into `--out`:
   explain.png    rows = graph iterations k, columns = frames: the frame with the
@@ -20,6 +25,8 @@ Written into `--out`:
                  averaged over frames, and the node output norms [node, frame]
   explain.gif    the same panels as explain.png, one frame of the video at a time
   index.html     the GIF, the two images and the top-5 classes side by side
+  top5.json      the top-5 as `rstg_jax.predict` lists them (rank, class, name,
+                 probability)
   explain.npz    the arrays drawn: attention [K, T, N, N], node_norm [K, T, N],
                  logits [C], frame_index [T] (input frame shown for graph time t)
 
@@ -45,88 +52,8 @@ PANEL_W, PANEL_H = 2.4, 2.75  # one frame panel (the whole-frame node sits above
 TITLE_H = 0.6                 # figure title band
 CBAR_W = 1.2                  # colour bar column (node norm, attention weight)
 DPI = 80
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 MAX_LINE_WIDTH = 4.0          # points, for the largest attention weight drawn
 EDGE_CMAP = "plasma"
-
-
-# ---------------------------------------------------------------------------
-# Input: the one place that reads a video (to be swapped for rstg_jax.predict's
-# reader when it lands).
-# ---------------------------------------------------------------------------
-
-def load_video(path: str, config: Any) -> np.ndarray:
-  """A clip as uint8 [T, H, W, C] from a `.npy` file or a folder of frames.
-
-  Frames of a folder are sorted by name, converted to the task's channel count
-  (1 for SyncMNIST, else RGB), resized to the config's square image size and
-  sampled evenly down to `config.data.num_frames` when it is set.
-  """
-  channels = 1 if config.task == "sync_mnist" else 3
-  if os.path.isdir(path):
-    from PIL import Image  # pylint: disable=g-import-not-at-top
-    names = sorted(n for n in os.listdir(path) if n.lower().endswith(IMAGE_EXTENSIONS))
-    if not names:
-      raise ValueError(f"--input={path}: a folder without frame images "
-                       f"({', '.join(IMAGE_EXTENSIONS)})")
-    want = config.data.get("num_frames")
-    if want and len(names) > want:
-      names = [names[i] for i in np.linspace(0, len(names) - 1, want).round().astype(int)]
-    side = config.data.get("image_size") or config.model.get("graph", {}).get("image_dim")
-    frames = []
-    for n in names:
-      img = Image.open(os.path.join(path, n)).convert("L" if channels == 1 else "RGB")
-      if side:
-        img = img.resize((side, side), Image.BILINEAR)
-      frames.append(np.asarray(img))
-    video = np.stack(frames)
-  elif path.endswith(".npy"):
-    video = np.load(path)
-  else:
-    raise ValueError(f"--input={path}: expected a .npy clip or a folder of frames")
-  if video.ndim == 5 and video.shape[0] == 1:
-    video = video[0]
-  if video.ndim == 3:
-    video = video[..., None]
-  if video.ndim != 4:
-    raise ValueError(f"--input={path}: a clip must be [T, H, W] or [T, H, W, C], "
-                     f"got shape {video.shape}")
-  if video.shape[-1] != channels:
-    raise ValueError(f"--input={path}: {video.shape[-1]} channels, the {config.task} "
-                     f"model takes {channels}")
-  if video.dtype != np.uint8:
-    video = np.clip(np.rint(video), 0, 255).astype(np.uint8)
-  return video
-
-
-def class_names(config: Any, num_classes: int) -> list[str]:
-  """Class names in label order: SyncMNIST's fixed pair names, else the names of the
-  task's data build (`config.data`), else 'class <i>' (e.g. no build here)."""
-  names: list[str] = []
-  try:
-    if config.task == "sync_mnist":
-      from rstg_datasets.sync_mnist import pair_labels  # pylint: disable=g-import-not-at-top
-      names = pair_labels.label_names()
-    else:
-      from rstg_jax import tasks  # pylint: disable=g-import-not-at-top
-      task = tasks.get_task(config, None)
-      task.prepare()  # reads the build's metadata; raises when there is none
-      names = list(task.class_names)
-  except Exception as e:  # pylint: disable=broad-except
-    print(f"class names: none from the data ({type(e).__name__}: {e}); using numbers")
-  if len(names) != num_classes:
-    names = [f"class {i}" for i in range(num_classes)]
-  return list(names)
-
-
-def load_variables(checkpoint: str) -> tuple[dict[str, Any], str]:
-  """({'params', 'batch_stats'}, 'DIR/STEP') of a workdir, checkpoints folder or step."""
-  from rstg_jax.train import init_from  # pylint: disable=g-import-not-at-top
-  source, name = init_from.load(checkpoint)
-  variables = {"params": source["params"]}
-  if source["batch_stats"]:
-    variables["batch_stats"] = source["batch_stats"]
-  return variables, name
 
 
 # ---------------------------------------------------------------------------
@@ -164,15 +91,16 @@ def run_model(model: Any, variables: dict[str, Any], video: np.ndarray,
   [K, T_g, N, N] (receiver i, sender j), 'node_norm' [K, T_g, N]}.
   """
   import jax  # pylint: disable=g-import-not-at-top
+  from rstg_jax.inference import PredictError  # pylint: disable=g-import-not-at-top
   apply = jax.jit(lambda v, x: model.apply(v, x, train=False, mutable=["intermediates"]))
   logits, state = apply(variables, video[None])
   graphs = graph_intermediates(jax.device_get(state.get("intermediates", {})))
   if not graphs:
-    raise ValueError("the model sowed no graph attention: is it an RSTG model "
+    raise PredictError("the model sowed no graph attention: is it an RSTG model "
                      "(not a baseline or backbone-only config)?")
   name = graph if graph is not None else sorted(graphs)[0]
   if name not in graphs:
-    raise ValueError(f"--graph={graph!r}: the model's graphs are {sorted(graphs)}")
+    raise PredictError(f"--graph={graph!r}: the model's graphs are {sorted(graphs)}")
   g = graphs[name]
   return {"logits": np.asarray(logits[0], np.float64), "graph": name,
           "graphs": sorted(graphs), "attention": g["attention"][:, 0].astype(np.float64),
@@ -420,21 +348,14 @@ def plot_attention_png(path: str, result: dict[str, Any], title: str) -> None:
   save_figure(fig, path)
 
 
-def top_k(logits: np.ndarray, names: Sequence[str], k: int = 5) -> list[tuple[str, float]]:
-  """[(class name, probability)] of the k most probable classes."""
-  p = np.exp(logits - logits.max())
-  p /= p.sum()
-  order = np.argsort(-p, kind="stable")[:k]
-  return [(names[i], float(p[i])) for i in order]
-
-
-def write_html(path: str, *, top5: list[tuple[str, float]], info: dict[str, str],
+def write_html(path: str, *, top5: list[dict[str, Any]], info: dict[str, str],
                min_weight: float) -> None:
   """A page with the animation, the top-5 and the two images side by side."""
   rows = "".join(
-      f"<tr><td>{r + 1}</td><td>{html.escape(name)}</td><td>{p:.3f}</td>"
-      f"<td><div class='bar' style='width:{max(1, round(160 * p))}px'></div></td></tr>"
-      for r, (name, p) in enumerate(top5))
+      f"<tr><td>{t['rank']}</td><td>{html.escape(t['name'])}</td>"
+      f"<td>{t['probability']:.3f}</td><td><div class='bar' "
+      f"style='width:{max(1, round(160 * t['probability']))}px'></div></td></tr>"
+      for t in top5)
   meta = "".join(f"<div><b>{html.escape(k)}</b>: {html.escape(v)}</div>"
                  for k, v in info.items())
   page = f"""<!DOCTYPE html>
@@ -472,16 +393,18 @@ def explain(model: Any, variables: dict[str, Any], video: np.ndarray, out_dir: s
             ) -> dict[str, Any]:
   """Runs the model on `video` [T, H, W, C] and writes the files into `out_dir`.
 
-  Returns the run_model result plus 'top5', 'files' and 'min_weight'.
+  Returns the run_model result plus 'top5' (`inference.topk` entries), 'files' and
+  'min_weight'.
   """
+  from rstg_jax import inference  # pylint: disable=g-import-not-at-top
   os.makedirs(out_dir, exist_ok=True)
   result = run_model(model, variables, video, graph)
   k_iters, t_graph, n = result["attention"].shape[:3]
   if min_weight is None:
     min_weight = 1.0 / n  # above a uniform share
   frames = np.unique(np.linspace(0, t_graph - 1, min(max_frames, t_graph)).round().astype(int))
-  top5 = top_k(result["logits"], names)
-  head = (f"top-1 {top5[0][0]} (p={top5[0][1]:.2f}); arrows sender->receiver for "
+  top5 = inference.topk(result["logits"], names, 5)
+  head = (f"top-1 {top5[0]['name']} (p={top5[0]['probability']:.2f}); arrows sender->receiver for "
           f"attention >= {min_weight:.3f}, wider = more")
   files = {name: os.path.join(out_dir, name) for name in
            ("explain.png", "attention.png", "explain.gif", "index.html", "explain.npz")}
@@ -499,33 +422,58 @@ def explain(model: Any, variables: dict[str, Any], video: np.ndarray, out_dir: s
                       node_norm=result["node_norm"], logits=result["logits"],
                       frame_index=input_frame_index(t_graph, len(video)))
   with open(os.path.join(out_dir, "top5.json"), "w") as f:
-    json.dump([{"class": c, "probability": p} for c, p in top5], f, indent=1)
+    json.dump(top5, f, indent=1)
   return {**result, "top5": top5, "files": files, "min_weight": min_weight}
 
 
 def run(config: Any, checkpoint: str, input_path: str, out_dir: str, *,
         graph: str | None = None, max_frames: int = 10,
-        min_weight: float | None = None) -> dict[str, Any]:
-  """The command: reads the clip and the checkpoint, builds the task's model, explains."""
-  from rstg_jax import tasks  # pylint: disable=g-import-not-at-top
-  video = load_video(input_path, config)
-  variables, source = load_variables(checkpoint)
-  model = tasks.get_task_class(config.task)(config, None).build_model()
-  return explain(model, variables, video, out_dir,
-                 names=class_names(config, config.model.num_classes), graph=graph,
-                 max_frames=max_frames, min_weight=min_weight,
-                 info={"input": input_path, "checkpoint": source,
+        min_weight: float | None = None, log=print) -> dict[str, Any]:
+  """The command: reads the input and the checkpoint as `rstg_jax.predict` does,
+  explains the clip the model sees (its 1x1 evaluation view)."""
+  from rstg_jax import inference  # pylint: disable=g-import-not-at-top
+  from rstg_jax.data import predict_input  # pylint: disable=g-import-not-at-top
+  paths = predict_input.list_inputs(input_path, config.task)
+  if len(paths) != 1:
+    raise predict_input.InputError(f"--input={input_path}: explain takes one video; "
+                                   f"the folder holds {len(paths)}")
+  clips = predict_input.read_input(paths[0], config, "1x1")
+  for note in clips.notes:
+    log(f"NOTE {note}")
+  video = clips.clips[0]                                    # [T, H, W, C] uint8
+  loaded = inference.load_model(config, checkpoint, video)
+  names, names_from = inference.class_names(config, loaded.meta)
+  return explain(loaded.model, loaded.variables, video, out_dir, names=names,
+                 graph=graph, max_frames=max_frames, min_weight=min_weight,
+                 info={"input": paths[0], "checkpoint": loaded.checkpoint,
+                       "class names from": names_from,
                        "clip [T, H, W, C]": "x".join(map(str, video.shape))})
 
 
+def user_errors() -> tuple[type[Exception], ...]:
+  """What ends in one line (no traceback): the user's input, not a bug."""
+  from rstg_jax import inference  # pylint: disable=g-import-not-at-top
+  from rstg_jax.data import predict_input  # pylint: disable=g-import-not-at-top
+  return (inference.PredictError, predict_input.InputError, predict_input.BadInput)
+
+
 def main(argv: Sequence[str]) -> None:
+  import sys  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
+  from rstg_jax.data import predict_input  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
     raise SystemExit(f"unexpected arguments: {argv[1:]}")
+  from rstg_jax.train import loop  # pylint: disable=g-import-not-at-top
+  predict_input.keep_tensorflow_off_accelerators()
+  loop.quiet_library_logs()
   f = flags.FLAGS
-  out = run(f.config, f.checkpoint, f.input, f.out, graph=f.graph,
-            max_frames=f.max_frames, min_weight=f.min_weight)
-  print("top-5: " + ", ".join(f"{c} {p:.3f}" for c, p in out["top5"]))
+  try:
+    out = run(f.config, f.checkpoint, f.input, f.out, graph=f.graph,
+              max_frames=f.max_frames, min_weight=f.min_weight)
+  except user_errors() as e:
+    print(f"ERROR: {e}", file=sys.stderr)
+    sys.exit(1)
+  print("top-5: " + ", ".join(f"{t['name']} {t['probability']:.3f}" for t in out["top5"]))
   print(f"wrote {', '.join(sorted(out['files'].values()))}")
 
 
@@ -536,7 +484,9 @@ def _define_flags() -> None:
       "config", None, "Config file of the model, e.g. configs/syncmnist_rstg.py:tiny.",
       lock_config=True)
   flags.DEFINE_string("checkpoint", None, "A workdir, its checkpoints/ folder or a step folder.")
-  flags.DEFINE_string("input", None, "A .npy clip [T, H, W(, C)] or a folder of frames.")
+  flags.DEFINE_string("input", None, "One input as rstg_jax.predict reads it: SyncMNIST a "
+                      ".npy clip [T, H, W(, 1)] or a folder of frame images; "
+                      "Something-Something a video file or a folder of JPEG frames.")
   flags.DEFINE_string("out", None, "Output folder.")
   flags.DEFINE_string("graph", None, "Which graph of the model (default: the first).")
   flags.DEFINE_integer("max_frames", 10, "Frames (columns) in explain.png.")

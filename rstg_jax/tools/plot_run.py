@@ -15,9 +15,9 @@ Writes into `--out` (default `<first workdir>/plots`):
   classes[_<label>].png   per-class accuracy of the last evaluation: the best and
                           the worst classes (from the newest `*_per_class.json`,
                           else summary.json's `<split>_per_class_top1`)
-  confusion[_<label>].png the newest `*_confusion.json` drawn row-normalised (only
-                          when the task wrote one: Something-Something does,
-                          SyncMNIST has no confusion report)
+  confusion[_<label>].png the newest `*_confusion.json` drawn row-normalised (both
+                          tasks write one at the end of a run; none for a
+                          workdir without one)
 
 `read_scalars` and `plot_curves` are also what experiments/syncmnist/compare.py calls.
 """

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
+import jax
 from jax.sharding import Mesh
 import numpy as np
 
@@ -28,7 +29,10 @@ def evaluate(eval_step: Callable, state: Any, batches: Iterable[dict[str, np.nda
   Returns:
     The computed metrics: scalars `loss`, `top1`, `top5`, `num_examples`,
     `non_finite_logits` (0) and `per_class_top1` [num_classes] (NaN for
-    absent classes).
+    absent classes); when the step returns (metrics, outputs) (see
+    steps.make_eval_step), also `outputs`: each output of every batch
+    concatenated, e.g. 'logits' [N, K] (padding rows included, see 'mask'; a
+    replicated step gives every process the rows of all processes).
 
   Raises:
     topk.NonFiniteLogitsError: some real examples had NaN/Inf logits (their
@@ -36,12 +40,20 @@ def evaluate(eval_step: Callable, state: Any, batches: Iterable[dict[str, np.nda
       a miss).
   """
   merged = None
+  parts: dict[str, list[Any]] = {}
   for batch in batches:
     m = eval_step(state, parallel.host_to_global(batch, mesh))
+    if isinstance(m, tuple):
+      m, outputs = m
+      for k, v in outputs.items():   # kept on the device: no wait per batch
+        parts.setdefault(k, []).append(v)
     merged = m if merged is None else merged.merge(m)
   if merged is None:
     raise ValueError("evaluation got no batches")
   out = {k: np.asarray(v) for k, v in merged.compute().items()}
+  if parts:
+    out["outputs"] = {k: np.concatenate([np.asarray(x) for x in jax.device_get(v)])
+                      for k, v in parts.items()}
   if "non_finite_logits" in out:
     topk.check_finite(int(out["non_finite_logits"]), int(out["num_examples"]), "evaluation")
   if expected_examples is not None and int(out["num_examples"]) != expected_examples:

@@ -306,7 +306,8 @@ def set_up(config: ml_collections.ConfigDict, workdir: str, *, mesh: Mesh | None
           base_rng=dropout_rng, loss_reduction=config.loss_reduction,
           learning_rate_fn=lr_fn), mesh),
       eval_step=parallel.jit_eval_step(
-          steps_lib.make_eval_step(task.eval_metrics, task.eval_batch_keys), mesh),
+          steps_lib.make_eval_step(task.eval_metrics, task.eval_batch_keys,
+                                   outputs=task.eval_outputs), mesh),
       predict_step=parallel.jit_eval_step(steps_lib.predict_step, mesh),
       checkpointer=ckpt, writer=writer,
       start_step=int(jax.device_get(state.step)),
@@ -470,7 +471,7 @@ def summarise(run: Run, final: dict[str, Any] | None = None) -> dict[str, Any]:
     final = evaluate(run)
   p = run.task.eval_split
   with logging_time("final report"):
-    report = run.task.final_report(run.state, run.predict_step, run.workdir)
+    report = run.task.final_report(run.state, run.predict_step, run.workdir, final)
   summary = _json_safe({
       "task": run.config.task,
       "mode": run.config.mode,

@@ -145,6 +145,8 @@ def scalars(computed: dict[str, Any], prefix: str = "") -> dict[str, float]:
   """The scalar entries of a computed collection, as floats (for writers)."""
   out = {}
   for k, v in computed.items():
+    if isinstance(v, dict):   # e.g. an evaluation's per-clip `outputs`
+      continue
     v = np.asarray(v)
     if v.ndim == 0:
       out[prefix + k] = float(v)

@@ -72,20 +72,26 @@ def make_train_step(
 
 
 def make_eval_step(metrics_cls: type = metrics_lib.EvalMetrics,
-                   extra_keys: tuple[str, ...] = ()) -> Callable:
+                   extra_keys: tuple[str, ...] = (), outputs: bool = False) -> Callable:
   """Returns eval_step(state, batch) -> `metrics_cls` of one (padded) batch.
 
   Padding (mask 0) never counts. `extra_keys` are batch keys passed on to the
-  metrics (e.g. SyncMNIST's `digits` for the synchronous-pair accuracy).
+  metrics (e.g. SyncMNIST's `digits` for the synchronous-pair accuracy). With
+  `outputs` the step returns (metrics, {'logits' [B, K] float32, 'label' [B],
+  'mask' [B]}): the same forward pass gives the rows of an evaluation report.
   """
   def eval_step(state: TrainState, batch: Batch):
     labels = batch["label"].astype(jnp.int32)
     logits = state.apply_fn(state.variables(), batch["video"], train=False)
     per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-    return metrics_cls.single_from_model_output(
+    metrics = metrics_cls.single_from_model_output(
         loss=per_example, logits=logits, labels=labels,
         mask=batch["mask"].astype(jnp.float32),
         **{k: batch[k] for k in extra_keys})
+    if not outputs:
+      return metrics
+    return metrics, {"logits": logits.astype(jnp.float32), "label": labels,
+                     "mask": batch["mask"]}
   return eval_step
 
 
