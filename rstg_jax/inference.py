@@ -139,7 +139,9 @@ def model_differences(config, meta: dict[str, Any]) -> list[str]:
   Parameter shapes cannot tell e.g. a whole-clip from a per-frame LayerNorm; the
   saved config can (checkpoints written by `rstg_jax.main` or the import tool).
   """
-  saved = (meta.get("config") or {}).get("model")
+  saved = meta.get("config")
+  # Checkpoints from elsewhere may hold no config, or one not as a mapping.
+  saved = saved.get("model") if isinstance(saved, dict) else None
   if not isinstance(saved, dict):
     return []
   from flax import traverse_util  # pylint: disable=g-import-not-at-top
