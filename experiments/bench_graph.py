@@ -2,6 +2,8 @@
 
   python experiments/bench_graph.py            # paper and small shapes, both scan forms
   python experiments/bench_graph.py --json     # one JSON object (paper shape, default scan)
+  # A/B of a boolean GraphConfig field, both settings interleaved in one process:
+  python experiments/bench_graph.py --ab=pair_rewrite --shape=paper --scan=k_pass
 
 Times a jitted value-and-grad of the graph on node features [B, T, N, D] after warm-up
 (median of several runs), counts its FLOPs with XLA's cost analysis (scan iterations included,
@@ -83,6 +85,33 @@ def bench_graph(cfg: GraphConfig, batch: int, frames: int, repeats: int,
           "ratio": statistics.median(ratios)}
 
 
+def ab_compare(base: GraphConfig, field: str, batch: int, frames: int, repeats: int,
+               matmul: Matmul) -> dict:
+  """Interleaves `field`=False and True step by step (with the matmul), so that the load
+  of a shared machine hits both alike; medians of times and of per-round ratios."""
+  nodes = jax.random.normal(jax.random.key(0), (batch, frames, base.num_nodes,
+                                                base.node_feat_dim))
+  sides = {}
+  for value in (False, True):
+    cfg = dataclasses.replace(base, **{field: value})
+    params = jax.jit(RSTGGraph(cfg).init)(jax.random.key(1), nodes)["params"]
+    step = train_like_step(cfg)
+    flops = model_report.xla_flops(step, params, nodes)
+    seconds_of(step, params, nodes)
+    sides[value] = (step, params, flops)
+  times = {False: [], True: []}
+  ratios = {False: [], True: []}
+  for _ in range(repeats):
+    for value, (step, params, flops) in sides.items():
+      mm = matmul.gflops_per_s()
+      sec = seconds_of(step, params, nodes)
+      times[value].append(sec)
+      ratios[value].append(flops / sec / 1e9 / mm)
+  return {v: {"seconds": statistics.median(times[v]), "ratio": statistics.median(ratios[v]),
+              "gflop_per_step": sides[v][2] / 1e9} for v in (False, True)} | {
+      "speedup": statistics.median(a / b for a, b in zip(times[False], times[True]))}
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -92,6 +121,9 @@ def main():
                       help="scan form(s) to time (default: both; with --json: the default)")
   parser.add_argument("--shape", choices=["paper", "small", "both"], default=None)
   parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--ab", default=None,
+                      help="a boolean GraphConfig field to A/B (False vs True), e.g. "
+                      "pair_rewrite")
   args = parser.parse_args()
 
   base = GraphConfig()  # dot attention, scalewise, LN, K = 3, D = 512
@@ -101,6 +133,17 @@ def main():
       None, "both") else [args.shape]
 
   matmul = Matmul()
+  if args.ab:
+    for name in shape_names:
+      for scan in scans:
+        r = ab_compare(dataclasses.replace(base, scan=scan), args.ab, *SHAPES[name],
+                       args.repeats, matmul)
+        print(f"{name:5s} B={SHAPES[name][0]} T={SHAPES[name][1]} scan={scan:6s} "
+              f"{args.ab}=False {r[False]['seconds']:.3f} s ratio {r[False]['ratio']:.2f} "
+              f"({r[False]['gflop_per_step']:.1f} GFLOP) | True {r[True]['seconds']:.3f} s "
+              f"ratio {r[True]['ratio']:.2f} ({r[True]['gflop_per_step']:.1f} GFLOP) | "
+              f"time False/True {r['speedup']:.3f}", flush=True)
+    return
   rows = []
   for name in shape_names:
     for scan in scans:
