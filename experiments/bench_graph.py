@@ -28,7 +28,8 @@ from rstg_jax.models.graph_config import GraphConfig
 from rstg_jax.models.rstg_graph import RSTGGraph
 from rstg_jax.tools import model_report
 
-SHAPES = {"paper": (8, 16), "small": (2, 8)}  # (B, T); N = 14, D = 512, K = 3
+SHAPES = {"paper": (8, 16), "small": (2, 8), "tiny": (2, 4)}  # (B, T); N = 14, K = 3
+# D = 512, except 'tiny' (D = 32, a CPU smoke test of the script).
 
 
 def seconds_of(fn, *args) -> float:
@@ -119,7 +120,8 @@ def main():
                       help="print one JSON object for the paper shape and --scan")
   parser.add_argument("--scan", choices=["fused", "k_pass", "both"], default=None,
                       help="scan form(s) to time (default: both; with --json: the default)")
-  parser.add_argument("--shape", choices=["paper", "small", "both"], default=None)
+  parser.add_argument("--shape", choices=["paper", "small", "tiny", "both"], default=None)
+  parser.add_argument("--matmul_n", type=int, default=4096, help="side of the reference matmul")
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--ab", default=None,
                       help="a boolean GraphConfig field to A/B (False vs True), e.g. "
@@ -127,12 +129,14 @@ def main():
   args = parser.parse_args()
 
   base = GraphConfig()  # dot attention, scalewise, LN, K = 3, D = 512
+  if args.shape == "tiny":
+    base = GraphConfig(node_feat_dim=32, message_dims=32)
   scans = ["fused", "k_pass"] if (args.scan in (None, "both") and not args.json) else [
       args.scan or base.scan]
   shape_names = (["paper"] if args.json else ["paper", "small"]) if args.shape in (
       None, "both") else [args.shape]
 
-  matmul = Matmul()
+  matmul = Matmul(args.matmul_n)
   if args.ab:
     for name in shape_names:
       for scan in scans:
@@ -159,7 +163,9 @@ def main():
               flush=True)
   if args.json:
     r = rows[0]
-    print(json.dumps({"clips_per_s": r["clips_per_s"], "gflops_per_s": r["gflops_per_s"],
+    print(json.dumps({"shape": r["shape"], "batch": r["batch"], "frames": r["frames"],
+                      "gflop_per_step": r["gflop_per_step"], "clips_per_s": r["clips_per_s"],
+                      "gflops_per_s": r["gflops_per_s"],
                       "matmul_gflops_per_s": r["matmul_gflops_per_s"], "ratio": r["ratio"],
                       "scan": r["scan"], "target_ratio": 0.5,
                       "device": jax.devices()[0].device_kind}))
