@@ -2,6 +2,8 @@
 
   python experiments/bench_graph.py            # paper and small shapes, both scan forms
   python experiments/bench_graph.py --json     # one JSON object (paper shape, default scan)
+  # A/B of a boolean GraphConfig field, both settings interleaved in one process:
+  python experiments/bench_graph.py --ab=pair_rewrite --shape=paper --scan=k_pass
 
 Times a jitted value-and-grad of the graph on node features [B, T, N, D] after warm-up
 (median of several runs), counts its FLOPs with XLA's cost analysis (scan iterations included,
@@ -26,7 +28,8 @@ from rstg_jax.models.graph_config import GraphConfig
 from rstg_jax.models.rstg_graph import RSTGGraph
 from rstg_jax.tools import model_report
 
-SHAPES = {"paper": (8, 16), "small": (2, 8)}  # (B, T); N = 14, D = 512, K = 3
+SHAPES = {"paper": (8, 16), "small": (2, 8), "tiny": (2, 4)}  # (B, T); N = 14, K = 3
+# D = 512, except 'tiny' (D = 32, a CPU smoke test of the script).
 
 
 def seconds_of(fn, *args) -> float:
@@ -83,6 +86,33 @@ def bench_graph(cfg: GraphConfig, batch: int, frames: int, repeats: int,
           "ratio": statistics.median(ratios)}
 
 
+def ab_compare(base: GraphConfig, field: str, batch: int, frames: int, repeats: int,
+               matmul: Matmul) -> dict:
+  """Interleaves `field`=False and True step by step (with the matmul), so that the load
+  of a shared machine hits both alike; medians of times and of per-round ratios."""
+  nodes = jax.random.normal(jax.random.key(0), (batch, frames, base.num_nodes,
+                                                base.node_feat_dim))
+  sides = {}
+  for value in (False, True):
+    cfg = dataclasses.replace(base, **{field: value})
+    params = jax.jit(RSTGGraph(cfg).init)(jax.random.key(1), nodes)["params"]
+    step = train_like_step(cfg)
+    flops = model_report.xla_flops(step, params, nodes)
+    seconds_of(step, params, nodes)
+    sides[value] = (step, params, flops)
+  times = {False: [], True: []}
+  ratios = {False: [], True: []}
+  for _ in range(repeats):
+    for value, (step, params, flops) in sides.items():
+      mm = matmul.gflops_per_s()
+      sec = seconds_of(step, params, nodes)
+      times[value].append(sec)
+      ratios[value].append(flops / sec / 1e9 / mm)
+  return {v: {"seconds": statistics.median(times[v]), "ratio": statistics.median(ratios[v]),
+              "gflop_per_step": sides[v][2] / 1e9} for v in (False, True)} | {
+      "speedup": statistics.median(a / b for a, b in zip(times[False], times[True]))}
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -90,17 +120,34 @@ def main():
                       help="print one JSON object for the paper shape and --scan")
   parser.add_argument("--scan", choices=["fused", "k_pass", "both"], default=None,
                       help="scan form(s) to time (default: both; with --json: the default)")
-  parser.add_argument("--shape", choices=["paper", "small", "both"], default=None)
+  parser.add_argument("--shape", choices=["paper", "small", "tiny", "both"], default=None)
+  parser.add_argument("--matmul_n", type=int, default=4096, help="side of the reference matmul")
   parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--ab", default=None,
+                      help="a boolean GraphConfig field to A/B (False vs True), e.g. "
+                      "pair_rewrite")
   args = parser.parse_args()
 
   base = GraphConfig()  # dot attention, scalewise, LN, K = 3, D = 512
+  if args.shape == "tiny":
+    base = GraphConfig(node_feat_dim=32, message_dims=32)
   scans = ["fused", "k_pass"] if (args.scan in (None, "both") and not args.json) else [
       args.scan or base.scan]
   shape_names = (["paper"] if args.json else ["paper", "small"]) if args.shape in (
       None, "both") else [args.shape]
 
-  matmul = Matmul()
+  matmul = Matmul(args.matmul_n)
+  if args.ab:
+    for name in shape_names:
+      for scan in scans:
+        r = ab_compare(dataclasses.replace(base, scan=scan), args.ab, *SHAPES[name],
+                       args.repeats, matmul)
+        print(f"{name:5s} B={SHAPES[name][0]} T={SHAPES[name][1]} scan={scan:6s} "
+              f"{args.ab}=False {r[False]['seconds']:.3f} s ratio {r[False]['ratio']:.2f} "
+              f"({r[False]['gflop_per_step']:.1f} GFLOP) | True {r[True]['seconds']:.3f} s "
+              f"ratio {r[True]['ratio']:.2f} ({r[True]['gflop_per_step']:.1f} GFLOP) | "
+              f"time False/True {r['speedup']:.3f}", flush=True)
+    return
   rows = []
   for name in shape_names:
     for scan in scans:
@@ -116,7 +163,9 @@ def main():
               flush=True)
   if args.json:
     r = rows[0]
-    print(json.dumps({"clips_per_s": r["clips_per_s"], "gflops_per_s": r["gflops_per_s"],
+    print(json.dumps({"shape": r["shape"], "batch": r["batch"], "frames": r["frames"],
+                      "gflop_per_step": r["gflop_per_step"], "clips_per_s": r["clips_per_s"],
+                      "gflops_per_s": r["gflops_per_s"],
                       "matmul_gflops_per_s": r["matmul_gflops_per_s"], "ratio": r["ratio"],
                       "scan": r["scan"], "target_ratio": 0.5,
                       "device": jax.devices()[0].device_kind}))

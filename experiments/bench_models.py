@@ -115,6 +115,10 @@ def bench_config(name: str, config) -> dict:
     state, metrics = compiled(state, batch)
   jax.block_until_ready(state)
   step_s = (time.perf_counter() - t) / _STEPS.value
+  # Peak device memory of this process so far (GPU/TPU; None where the backend has no stats).
+  stats = jax.devices()[0].memory_stats() or {}
+  peak = stats.get("peak_bytes_in_use")
+  row["peak_gib"] = round(peak / 2 ** 30, 2) if peak is not None else None
   row.update(step_ms=round(step_s * 1e3, 1), clips_per_s=round(batch_size / step_s, 3),
              achieved_gflops=round(flops / step_s / 1e9, 2),
              loss=round(float(metrics.compute()["loss"]), 3))

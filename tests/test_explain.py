@@ -23,10 +23,10 @@ N = 14
 
 
 @functools.lru_cache(maxsize=None)
-def _graph_outputs(adjacency: str, scan: str):
+def _graph_outputs(adjacency: str, scan: str, remat: bool = False):
   cfg = GraphConfig(node_feat_dim=8, message_dims=8, use_att="simple",
                     scalewise_update=False, image_dim=64, adjacency=adjacency, scan=scan,
-                    num_process_iter=2)
+                    num_process_iter=2, remat=remat)
   model = RSTGGraph(cfg)
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 2, N, 8))
   variables = model.init(jax.random.PRNGKey(1), x)
@@ -59,9 +59,10 @@ def test_sown_attention_is_what_the_softmax_over_senders_gives(adjacency, scan):
     assert np.all(att[..., ~adj] == 0)
 
 
-def test_fused_and_k_pass_sow_the_same_attention():
-  _, _, k_pass, _ = _graph_outputs("reference", "k_pass")
-  _, _, fused, _ = _graph_outputs("reference", "fused")
+@pytest.mark.parametrize("remat", [False, True])  # k_pass remat: a scan over frames
+def test_fused_and_k_pass_sow_the_same_attention(remat):
+  _, _, k_pass, _ = _graph_outputs("reference", "k_pass", remat)
+  _, _, fused, _ = _graph_outputs("reference", "fused", remat)
   a = explain.graph_intermediates(k_pass["intermediates"])["graph"]
   b = explain.graph_intermediates(fused["intermediates"])["graph"]
   np.testing.assert_allclose(a["attention"], b["attention"], atol=1e-5)

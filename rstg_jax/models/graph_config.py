@@ -56,8 +56,16 @@ class GraphConfig:
       for training (experiments/bench_graph.py), hence the default. Streaming always
       uses the fused step.
     remat: recompute in the backward pass instead of storing (saves memory): each
-      scan step ('fused') or each space stage with its [B, T, N, N, M] messages ('k_pass').
+      scan step ('fused') or, in 'k_pass', the space stage frame by frame inside a scan
+      (the whole-clip stage with message BatchNorm), see RSTGCell.
     unroll: scan unroll factor passed to XLA (a speed knob; outputs are unchanged).
+    pair_rewrite: compute the space stage's gather without writing the normalised
+      [.., N, N, M] message tensor: the message LayerNorm's per-channel affine map
+      commutes with the attention-weighted sum over senders, so it is applied after the
+      aggregation with the pair tensor's statistics, and the aggregation is a fused
+      multiply-sum (SpaceStage). Same results up to float rounding; False is the
+      literal form (LN on every pair, then the gather), kept for tests and A/B timings.
+      BN message norms always take the literal form.
   """
 
   num_process_iter: int = 3
@@ -78,6 +86,7 @@ class GraphConfig:
   scan: str = "k_pass"
   remat: bool = False
   unroll: int = 1
+  pair_rewrite: bool = True
 
   def __post_init__(self):
     def check(ok: bool, field: str, msg: str):

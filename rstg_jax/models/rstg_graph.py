@@ -37,8 +37,13 @@ class RSTGCell(nn.Module):
     self.lstm_int = time_stage.lstm_cell(d, "lstm_int", self.dtype)
     # In the K-pass form the space stage's [B, T, N, N, M] messages dominate memory;
     # remat recomputes them in the backward pass (the fused form remats whole steps).
+    # Rematerialising the whole-clip stage did not shrink XLA's temporaries on CPU: the
+    # recomputation depends only on the stage input, so the scheduler is free to run
+    # it (and hold all K stages' pair tensors) long before the cotangent arrives. Per
+    # frame inside a scan (`_space_per_frame`) the recomputation is pinned to its
+    # backward loop iteration. Message BatchNorm needs the whole clip's statistics.
     space = SpaceStage
-    if self.config.remat and self.config.scan == "k_pass":
+    if self._whole_clip_remat:
       space = nn.remat(SpaceStage, static_argnums=(2,))
     self.space = space(self.config, dtype=self.dtype, name="space")
     self.lstm_ext = time_stage.lstm_cell(d, "lstm_ext", self.dtype)
@@ -56,15 +61,39 @@ class RSTGCell(nn.Module):
     new.append(state)
     return tuple(new), o
 
+  @property
+  def _whole_clip_remat(self) -> bool:
+    cfg = self.config
+    return cfg.remat and cfg.scan == "k_pass" and cfg.use_norm == "BN"
+
+  def _space_per_frame(self, zs: jnp.ndarray, train: bool) -> jnp.ndarray:
+    """The space stage rematerialised frame by frame: zs [B, T, N, D] -> [B, T, N, D].
+
+    The same outputs as `self.space(zs)` (frames are independent without BatchNorm); the
+    backward pass recomputes one frame's [B, N, N, M] messages at a time.
+    """
+    def body(space, carry, z_t):
+      return carry, space(z_t, train)
+
+    # What the space stage sows (attention, for explain) is stacked over frames,
+    # as the un-rematerialised stage gives it; without variable_axes it is dropped.
+    scan = nn.scan(nn.remat(body), variable_broadcast="params",
+                   variable_axes={"intermediates": 1}, split_rngs={"params": False},
+                   in_axes=1, out_axes=1, unroll=self.config.unroll)
+    _, out = scan(self.space, None, zs)
+    return out
+
   def k_pass(self, zs: jnp.ndarray, train: bool = False) -> jnp.ndarray:
     """The literal schedule: zs [B, T, N, D] -> [B, T, N, D]."""
-    unroll = self.config.unroll
-    for k in range(self.config.num_process_iter):
-      if k in self.config.time_stage_iters:
-        zs = time_stage.run_lstm(self.lstm_int, zs, unroll)
-      zs = self.space(zs, train)
+    cfg = self.config
+    unroll = cfg.unroll
+    per_frame = cfg.remat and not self._whole_clip_remat
+    for k in range(cfg.num_process_iter):
+      if k in cfg.time_stage_iters:
+        zs = time_stage.run_lstm(self.lstm_int, zs, unroll, cfg.remat)
+      zs = self._space_per_frame(zs, train) if per_frame else self.space(zs, train)
       self.sow("intermediates", "node_out", zs)
-    return time_stage.run_lstm(self.lstm_ext, zs, unroll)
+    return time_stage.run_lstm(self.lstm_ext, zs, unroll, cfg.remat)
 
 
 def initial_carry(config: GraphConfig, batch_size: int, dtype: Any = jnp.float32) -> Carry:

@@ -34,8 +34,8 @@ class TFLayerNorm(nn.Module):
       raise ValueError(
           f"{self.name}: input of shape {x.shape} has fewer than {self.num_axes} axes")
     axes = tuple(range(x.ndim - self.num_axes, x.ndim))
-    # Statistics in float32 even under bfloat16 compute.
-    xf = x.astype(jnp.float32)
+    # Statistics in float32 even under bfloat16 compute (float64 stays float64).
+    xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
     mean = jnp.mean(xf, axis=axes, keepdims=True)
     var = jnp.mean(jnp.square(xf - mean), axis=axes, keepdims=True)
     y = (xf - mean) * jnp.reciprocal(jnp.sqrt(var + self.epsilon))

@@ -74,16 +74,20 @@ def zero_state(batch_shape: tuple[int, ...], features: int,
   return (z, z)
 
 
-def run_lstm(cell: LSTMCell, xs: jnp.ndarray, unroll: int = 1) -> jnp.ndarray:
+def run_lstm(cell: LSTMCell, xs: jnp.ndarray, unroll: int = 1,
+             remat: bool = False) -> jnp.ndarray:
   """Runs `cell` over time from a zero state: xs [B, T, ..., D] -> hs [B, T, ..., D].
 
   Every entry of the other axes (e.g. every node) is an independent sequence sharing
   the weights. The input projection runs once for all steps; the scan carries only the
-  recurrence, with the parameters broadcast.
+  recurrence, with the parameters broadcast. With `remat` each step's gates are
+  recomputed in the backward pass: only the (c, h) carries are stored per step.
   """
   def body(c, carry, x_proj):
     return c.recur(carry, x_proj)
 
+  if remat:
+    body = nn.remat(body)
   scan = nn.scan(body, variable_broadcast="params", split_rngs={"params": False},
                  in_axes=1, out_axes=1, unroll=unroll)
   init = zero_state(xs.shape[:1] + xs.shape[2:-1], cell.features, xs.dtype)
