@@ -139,13 +139,7 @@ def stream(config, checkpoint: str, input_path: str, *, top: int = 5,
   reason = streaming.reason_not_streamable(config)   # before anything loads
   if reason:
     raise streaming.NotStreamableError(f"--stream: {reason}")
-  paths = predict_input.list_inputs(input_path, config.task)
-  if len(paths) != 1:
-    raise predict_input.InputError(f"--stream takes one video; --input={input_path} "
-                                   f"holds {len(paths)}")
-  clips = predict_input.read_input(paths[0], config, "1x1")
-  for note in clips.notes:
-    log(f"NOTE {note}")
+  path, clips = predict_input.read_single(input_path, config, "--stream", log)
   clip = clips.clips[:1]                                     # [1, T, H, W, C]
   loaded = inference.load_model(config, checkpoint, clip[0])
   names, names_from = inference.class_names(config, loaded.meta, labels_file)
@@ -183,7 +177,7 @@ def stream(config, checkpoint: str, input_path: str, *, top: int = 5,
   print(f"whole clip ({clip.shape[1]} frames): {inference.topk(whole, names, 1)[0]['name']};"
         f" max |stream - whole| logit difference {diff:.2e}")
   return {"checkpoint": loaded.checkpoint, "config_model": config.model.name,
-          "input": paths[0], "num_frames": clips.num_frames, "frames": frames,
+          "input": path, "num_frames": clips.num_frames, "frames": frames,
           "stream_logits": None if last is None else [float(x) for x in last],
           "whole_clip_logits": [float(x) for x in whole], "max_abs_difference": diff,
           "class_names_from": names_from}

@@ -215,6 +215,20 @@ def read_input(path: str, config, views: str = "1x1") -> Clips:
   return read_smt(path, config.data, views)
 
 
+def read_single(input_path: str, config, command: str, log=print) -> tuple[str, Clips]:
+  """The one video a single-video command (`command`: '--stream', 'explain') takes:
+  (its path, its 1x1 evaluation `Clips`); the reader's notes go to `log`. A folder
+  of several videos is an InputError."""
+  paths = list_inputs(input_path, config.task)
+  if len(paths) != 1:
+    raise InputError(f"{command} takes one video; --input={input_path} holds "
+                     f"{len(paths)}")
+  clips = read_input(paths[0], config, "1x1")
+  for note in clips.notes:
+    log(f"NOTE {note}")
+  return paths[0], clips
+
+
 def keep_tensorflow_off_accelerators() -> None:
   """TensorFlow only decodes frames here; left alone it would take the GPU's memory
   that JAX needs."""

@@ -433,19 +433,13 @@ def run(config: Any, checkpoint: str, input_path: str, out_dir: str, *,
   explains the clip the model sees (its 1x1 evaluation view)."""
   from rstg_jax import inference  # pylint: disable=g-import-not-at-top
   from rstg_jax.data import predict_input  # pylint: disable=g-import-not-at-top
-  paths = predict_input.list_inputs(input_path, config.task)
-  if len(paths) != 1:
-    raise predict_input.InputError(f"--input={input_path}: explain takes one video; "
-                                   f"the folder holds {len(paths)}")
-  clips = predict_input.read_input(paths[0], config, "1x1")
-  for note in clips.notes:
-    log(f"NOTE {note}")
+  path, clips = predict_input.read_single(input_path, config, "explain", log)
   video = clips.clips[0]                                    # [T, H, W, C] uint8
   loaded = inference.load_model(config, checkpoint, video)
   names, names_from = inference.class_names(config, loaded.meta)
   return explain(loaded.model, loaded.variables, video, out_dir, names=names,
                  graph=graph, max_frames=max_frames, min_weight=min_weight,
-                 info={"input": paths[0], "checkpoint": loaded.checkpoint,
+                 info={"input": path, "checkpoint": loaded.checkpoint,
                        "class names from": names_from,
                        "clip [T, H, W, C]": "x".join(map(str, video.shape))})
 
