@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Sequence
+import sys
 from typing import Any
 
 from absl import flags
@@ -123,3 +124,52 @@ def check_num_train_steps(num_train_steps: Any) -> int:
     raise ConfigError(f"config.num_train_steps={num_train_steps!r} must be a positive "
                       "number of training steps (>= 1)")
   return steps
+
+
+def _fail(error: BaseException | str) -> None:
+  """Prints one line and exits 1.
+
+  A multi-line message (ml_collections puts the config file's traceback in
+  it) is shortened to its first line and its last, the actual error.
+  """
+  lines = [l.strip() for l in str(error).splitlines() if l.strip()] or [
+      type(error).__name__]
+  line = lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"
+  print(f"FATAL Flags parsing error: {line}", file=sys.stderr)
+  sys.exit(1)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parsing (`app.run(..., flags_parser=parse_flags)`), with every
+  --config.x override checked first, for any command whose config flag is
+  `--config` (`rstg_jax.main`, `rstg_jax.predict`, `rstg_jax.tools.explain`).
+
+  The config is loaded once without the overrides (ml_collections reads them
+  from sys.argv, so that is swapped for the call), each override is checked
+  against it (config_check.check_overrides: unknown path -> nearest existing
+  one; bool/int/float value that does not parse), and only then is the
+  command line parsed for real. Any bad flag is one line, no traceback.
+  """
+  base = [a for a in argv if not is_override(a)]
+  if len(base) != len(argv):
+    saved = sys.argv
+    sys.argv = base
+    try:
+      flags.FLAGS(base)
+    except flags.Error as e:
+      _fail(e)
+    finally:
+      sys.argv = saved
+    config = flags.FLAGS["config"].value
+    flags.FLAGS.unparse_flags()
+    if config is not None:
+      problem = check_overrides(config, argv[1:])
+      if problem:
+        _fail(problem)
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, AttributeError, KeyError, TypeError) as e:
+    # What the check above does not cover (e.g. a string override of a tuple
+    # field) still fails in one line.
+    _fail(e)
+  return []  # not reached

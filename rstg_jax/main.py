@@ -91,56 +91,9 @@ def main(argv: list[str]) -> None:
     print(summary["headline"], flush=True)
 
 
-def _fail(error: BaseException | str) -> None:
-  """Prints one line and exits 1.
-
-  A multi-line message (ml_collections puts the config file's traceback in
-  it) is shortened to its first line and its last, the actual error.
-  """
-  lines = [l.strip() for l in str(error).splitlines() if l.strip()] or [
-      type(error).__name__]
-  line = lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"
-  print(f"FATAL Flags parsing error: {line}", file=sys.stderr)
-  sys.exit(1)
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-  """absl's parsing, with every --config.x override checked first.
-
-  The config is loaded once without the overrides (ml_collections reads them
-  from sys.argv, so that is swapped for the call), each override is checked
-  against it (config_check.check_overrides: unknown path -> nearest existing
-  one; bool/int/float value that does not parse), and only then is the
-  command line parsed for real. Any bad flag is one line, no traceback.
-  """
-  base = [a for a in argv if not config_check.is_override(a)]
-  if len(base) != len(argv):
-    saved = sys.argv
-    sys.argv = base
-    try:
-      flags.FLAGS(base)
-    except flags.Error as e:
-      _fail(e)
-    finally:
-      sys.argv = saved
-    config = _CONFIG.value
-    flags.FLAGS.unparse_flags()
-    if config is not None:
-      problem = config_check.check_overrides(config, argv[1:])
-      if problem:
-        _fail(problem)
-  try:
-    return flags.FLAGS(argv)
-  except (flags.Error, AttributeError, KeyError, TypeError) as e:
-    # What the check above does not cover (e.g. a string override of a tuple
-    # field) still fails in one line.
-    _fail(e)
-  return []  # not reached
-
-
 def run() -> None:
   """Console script `rstg-train`."""
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=config_check.parse_flags)
 
 
 if __name__ == "__main__":

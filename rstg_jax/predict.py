@@ -225,8 +225,9 @@ def main(argv: list[str]) -> None:
 
 
 def run() -> None:
+  from rstg_jax import config_check  # pylint: disable=g-import-not-at-top
   _define_flags()
-  app.run(main)
+  app.run(main, flags_parser=config_check.parse_flags)
 
 
 if __name__ == "__main__":

@@ -172,6 +172,16 @@ def test_cli_user_error_is_one_line(smt_run, v1_data):
                              "clip (norm_scope='clip'")
 
 
+def test_a_mistyped_config_override_is_one_line_before_anything_loads(tmp_path):
+  # The same check as rstg_jax.main's (config_check.parse_flags), before any input is read.
+  r = _run_predict("--config=configs/syncmnist_rstg.py:tiny", f"--checkpoint={tmp_path}",
+                   f"--input={tmp_path}", "--config.model.graph.norm_scpe=per_frame")
+  assert r.returncode == 1
+  assert r.stderr.strip() == (
+      "FATAL Flags parsing error: --config.model.graph.norm_scpe: no such config field; "
+      "did you mean --config.model.graph.norm_scope?"), r.stderr[-3000:]
+
+
 def test_a_checkpoint_of_another_model_names_the_parameter(smt_run, v1_data):
   _, workdir, _ = smt_run
   with pytest.raises(inference.PredictError, match=(
