@@ -33,17 +33,28 @@ Top5 = metrics.Average.from_fun(_top5)
 
 
 @flax.struct.dataclass
-class NonFiniteLogits(metrics.Metric):
-  """How many real (unmasked) examples have a NaN or Inf logit.
-
-  Evaluation (rstg_jax.train.evaluate) raises when this is not 0.
-  """
+class _Count(metrics.Metric):
+  """An int32 count summed over batches; subclasses say what to count."""
 
   count: jnp.ndarray
 
   @classmethod
-  def empty(cls) -> "NonFiniteLogits":
+  def empty(cls):
     return cls(count=jnp.array(0, jnp.int32))
+
+  def merge(self, other):
+    return type(self)(count=self.count + other.count)
+
+  def compute(self) -> Any:
+    return self.count
+
+
+@flax.struct.dataclass
+class NonFiniteLogits(_Count):
+  """How many real (unmasked) examples have a NaN or Inf logit.
+
+  Evaluation (rstg_jax.train.evaluate) raises when this is not 0.
+  """
 
   @classmethod
   def from_model_output(cls, *, logits: jnp.ndarray,
@@ -53,22 +64,10 @@ class NonFiniteLogits(metrics.Metric):
       bad = bad & (mask > 0)
     return cls(count=jnp.sum(bad).astype(jnp.int32))
 
-  def merge(self, other: "NonFiniteLogits") -> "NonFiniteLogits":
-    return type(self)(count=self.count + other.count)
-
-  def compute(self) -> Any:
-    return self.count
-
 
 @flax.struct.dataclass
-class NumExamples(metrics.Metric):
+class NumExamples(_Count):
   """How many real (unmasked) examples were seen."""
-
-  count: jnp.ndarray
-
-  @classmethod
-  def empty(cls) -> "NumExamples":
-    return cls(count=jnp.array(0, jnp.int32))
 
   @classmethod
   def from_model_output(cls, *, labels: jnp.ndarray,
@@ -76,12 +75,6 @@ class NumExamples(metrics.Metric):
     if mask is None:
       return cls(count=jnp.array(labels.shape[0], jnp.int32))
     return cls(count=jnp.sum(mask > 0).astype(jnp.int32))
-
-  def merge(self, other: "NumExamples") -> "NumExamples":
-    return type(self)(count=self.count + other.count)
-
-  def compute(self) -> Any:
-    return self.count
 
 
 @flax.struct.dataclass
