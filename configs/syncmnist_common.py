@@ -16,6 +16,20 @@ Variants (the `:arg` after the file name):
     hundred steps), graph.use_norm 'LN' and combine 'plus' (see below). It
     shows the machinery and learns digit presence (above chance), not yet
     synchrony: that takes far more steps than a CPU has in minutes.
+  'cpu': the CPU synchrony experiment (experiments/syncmnist/compare.py):
+    builder `sync3_cpu` (every video holds the digits 0, 1 and 4, so the
+    label is only which two move together; frames 32x32; moves up to 20 px),
+    SimpleConv width 16 with 2 stages (a 6x6 map, as the paper's), pixels x 0.2,
+    graph width 32 with LN, Adam 3e-3 (graph x 0.1), batch 16, 1,500 steps.
+    Every model of the comparison uses it; see experiments/syncmnist/README.md
+    for what it shows and why.
+  'gpu': the paper's data and model with a schedule that converges in hours
+    instead of the paper's lr 1e-6 on a summed batch-2 loss (a TF1 artefact):
+    Adam 3e-4 on the mean loss, batch 32, warm-up + cosine, 10 epochs (187,500
+    steps), graph learning rate x 0.1 (its output collapses at the backbone's
+    rate, experiments/syncmnist/README.md).
+  'digits5', 'digits5_gpu': '' and 'gpu' on 5-digit SyncMNIST (10 pairs in a
+    video: chance on the synchronous pair is 1/10).
 """
 from __future__ import annotations
 
@@ -26,24 +40,29 @@ import ml_collections
 from rstg_configs import common
 from rstg_jax.models.graph_config import GraphConfig
 
-MODELS = ("rstg", "mean", "lstm")
-VARIANTS = ("", "paper", "tiny")
+# 'conv3d' is head 'mean' on the 3-D-convolution backbone (temporal kernel 3).
+MODELS = ("rstg", "mean", "lstm", "convlstm", "conv3d")
+VARIANTS = ("", "paper", "tiny", "cpu", "gpu", "digits5", "digits5_gpu")
 
 
 def make_config(model: str, arg: str | None = None) -> ml_collections.ConfigDict:
-  """Config of `model` ('rstg' | 'mean' | 'lstm') for variant `arg`."""
+  """Config of `model` (one of MODELS) for variant `arg`."""
   if model not in MODELS:
     raise ValueError(f"model {model!r} is not one of {MODELS}")
   arg = common.check_variant(arg, VARIANTS)
 
   m = ml_collections.ConfigDict()
   m.name = "syncmnist"
-  m.head = model             # 'rstg' | 'mean' | 'lstm' (see models/syncmnist_model.py)
+  # 'rstg' | 'mean' | 'lstm' | 'convlstm' (see models/syncmnist_model.py)
+  m.head = "mean" if model == "conv3d" else model
   m.num_classes = 46
   m.dtype = "float32"
   m.dropout_rate = 0.0       # spec §7.5: classification_dropout 0 for SyncMNIST
   m.backbone = ml_collections.ConfigDict()
   m.backbone.width = 512     # SimpleConv filters (num_filters)
+  m.backbone.num_stages = 3  # conv/pool stages: 64x64 -> 6x6 map (the paper)
+  # 1: 2-D convs (the paper); 3: every conv spans 3 frames (the 'conv3d' baseline).
+  m.backbone.temporal_kernel = 3 if model == "conv3d" else 1
   m.backbone.input_scale = 1.0  # pixel factor: 1.0 = raw 0-255 (the paper)
   # Every GraphConfig field (rstg_jax/models/graph_config.py), so any can be
   # overridden from the command line; the paper's SyncMNIST values (spec §9.5:
@@ -59,9 +78,9 @@ def make_config(model: str, arg: str | None = None) -> ml_collections.ConfigDict
   # zero-initialised residual_norm 'LN'/'BN' the model starts as the baseline).
   m.combine = "serial"
   m.residual_norm = "none"
-  m.lstm = ml_collections.ConfigDict()   # head 'lstm' only
+  m.lstm = ml_collections.ConfigDict()   # heads 'lstm' and 'convlstm' only
   m.lstm.units = 512
-  m.lstm.readout = "last"                # 'last' | 'mean'
+  m.lstm.readout = "last"                # 'last' | 'mean' (head 'lstm')
   # Baselines ('mean', 'lstm'): BatchNorm on the pooled features, the
   # counterpart of graph.pre_graph_bn (the original has no baseline to copy).
   m.baseline_bn = True
@@ -98,6 +117,49 @@ def make_config(model: str, arg: str | None = None) -> ml_collections.ConfigDict
       checkpoint_every_steps=5000,
       checkpoint_keep=3)                 # last K, plus the best by eval top-1
 
+  if arg.startswith("digits5"):
+    d.config = "digits5"
+  if arg in ("gpu", "digits5_gpu"):
+    c.batch_size = 32
+    c.eval_batch_size = 256
+    c.loss_reduction = "mean"
+    c.optimizer.name = "adam"
+    c.optimizer.learning_rate = 3e-4
+    c.optimizer.schedule = "warmup_cosine"
+    c.optimizer.warmup_steps = 1000
+    c.optimizer.end_lr_factor = 0.01
+    c.optimizer.grad_clip_norm = 5.0
+    c.optimizer.graph_lr_factor = 0.1
+    c.num_train_steps = 10 * 600_000 // 32   # 10 epochs
+    c.eval_every_steps = 5000
+    c.checkpoint.every_steps = 2500
+  if arg == "cpu":
+    m.backbone.width = 16
+    m.backbone.num_stages = 2
+    m.backbone.input_scale = 0.2
+    m.graph.node_feat_dim = m.graph.message_dims = 32
+    m.graph.use_norm = "LN"
+    m.graph.image_dim = 32
+    m.lstm.units = 32
+    d.config = "sync3_cpu"
+    d.shuffle_buffer = 0
+    d.cache = True
+    c.batch_size = 16
+    c.eval_batch_size = 200
+    c.loss_reduction = "mean"
+    c.optimizer.name = "adam"
+    c.optimizer.learning_rate = 3e-3
+    c.optimizer.schedule = "warmup_cosine"
+    c.optimizer.warmup_steps = 50
+    c.optimizer.end_lr_factor = 0.1
+    c.optimizer.grad_clip_norm = 5.0
+    c.optimizer.graph_lr_factor = 0.1
+    c.num_train_steps = 1500
+    c.log_every_steps = 25
+    c.progress_every_secs = 30.0
+    c.eval_every_steps = 250
+    c.checkpoint.every_steps = 250
+    c.checkpoint.keep = 2
   if arg == "tiny":
     m.backbone.width = 32
     m.graph.node_feat_dim = m.graph.message_dims = 32

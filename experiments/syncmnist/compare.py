@@ -1,11 +1,14 @@
-"""RSTG vs the two no-graph baselines on the same 3-digit SyncMNIST, same budget.
+"""RSTG against motion-blind and motion-aware baselines on SyncMNIST, same budget.
 
-  python experiments/syncmnist/compare.py --workdir=runs/syncmnist_compare
+  python experiments/syncmnist/compare.py --seed=0 --workdir=runs/sync/s0 \
+      --models=rstg,mean,lstm,convlstm,conv3d,rstg_space,rstg_time,rstg_nopos
 
-Trains configs/syncmnist_{rstg,mean_baseline,lstm_baseline}.py:tiny with the same
-overrides (data, steps, batch, width, optimiser), one after the other in this
-process, then writes into --workdir:
-  results.json   test top-1/top-5, steps, wall time, parameters, eval history
+Trains every model's configs/syncmnist_*.py at --variant (default 'cpu', the CPU
+synchrony setting) with the same overrides (data, steps, batch, width,
+optimiser, seed, init_from), one after the other in this process, then writes
+into --workdir:
+  results.json   per model: test_top1, test_top5, test_pair_top1, test_loss, steps,
+                 train_seconds, params, seed, setup, eval_history
   results.md     the same as a markdown table
   accuracy.png   test top-1 against training steps, one curve per model
   curves.png     loss, top-1/top-5, learning rate and clips/s of every model
@@ -27,65 +30,99 @@ from absl import logging
 from rstg_configs import common as configs_common
 
 _REPO = pathlib.Path(__file__).resolve().parents[2]
-# name: (config file, extra overrides)
+# name: (config file, overrides of config.model)
 MODELS = {
     "rstg": ("syncmnist_rstg.py", {"combine": "serial", "residual_norm": "none"}),
     "rstg_plus": ("syncmnist_rstg.py", {"combine": "plus", "residual_norm": "LN"}),
     "mean": ("syncmnist_mean_baseline.py", {}),
     "lstm": ("syncmnist_lstm_baseline.py", {}),
+    "convlstm": ("syncmnist_convlstm_baseline.py", {}),
+    "conv3d": ("syncmnist_conv3d_baseline.py", {}),
+    "rstg_space": ("syncmnist_rstg.py", {"combine": "serial", "residual_norm": "none",
+                                         "graph.stages": "space"}),
+    "rstg_time": ("syncmnist_rstg.py", {"combine": "serial", "residual_norm": "none",
+                                        "graph.stages": "time"}),
+    "rstg_nopos": ("syncmnist_rstg.py", {"combine": "serial", "residual_norm": "none",
+                                         "graph.use_positional_emb": False}),
 }
 LABELS = {"rstg": "RSTG, serial (the paper's combination)",
           "rstg_plus": "RSTG (plus: mean baseline + graph)",
-          "mean": "mean over space-time", "lstm": "LSTM over pooled frames"}
+          "mean": "mean over space-time", "lstm": "LSTM over pooled frames",
+          "convlstm": "Conv+LSTM over the feature map",
+          "conv3d": "3-D conv backbone, mean over space-time",
+          "rstg_space": "RSTG space-only (no LSTMs)",
+          "rstg_time": "RSTG time-only (no messages)",
+          "rstg_nopos": "RSTG without positional embeddings"}
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/syncmnist_compare", "Output folder.")
-_MODELS = flags.DEFINE_list("models", ["rstg", "rstg_plus", "mean", "lstm"],
+_MODELS = flags.DEFINE_list("models", ["rstg", "mean", "lstm", "convlstm", "conv3d"],
                             f"Which models to train, of {list(MODELS)}.")
-_STEPS = flags.DEFINE_integer("steps", 4000, "Training steps of every model.")
-_EVAL_EVERY = flags.DEFINE_integer("eval_every", 500, "Steps between test evaluations.")
-_WARMUP = flags.DEFINE_integer("warmup_steps", 50, "Linear warm-up before the cosine decay.")
-_BATCH = flags.DEFINE_integer("batch_size", 16, "Global batch size.")
-_WIDTH = flags.DEFINE_integer("width", 16, "SimpleConv width.")
+_VARIANT = flags.DEFINE_string(
+    "variant", "cpu", "Config variant every model starts from (configs/"
+    "syncmnist_common.py): 'cpu' (the CPU synchrony setting) or 'tiny' (the "
+    "paper's data at 64x64, the first comparison of the README).")
+# Unset flags keep the variant's value.
+_STEPS = flags.DEFINE_integer("steps", None, "Training steps of every model.")
+_EVAL_EVERY = flags.DEFINE_integer("eval_every", None, "Steps between test evaluations.")
+_WARMUP = flags.DEFINE_integer("warmup_steps", None, "Linear warm-up before the cosine decay.")
+_BATCH = flags.DEFINE_integer("batch_size", None, "Global batch size.")
+_WIDTH = flags.DEFINE_integer("width", None, "SimpleConv width.")
 _GRAPH_WIDTH = flags.DEFINE_integer(
-    "graph_width", 32, "Graph node and message width = LSTM baseline units "
-    "(0: --width; otherwise dense projections map between the two).")
+    "graph_width", None, "Graph node and message width = LSTM units (dense "
+    "projections map between it and --width).")
 _INPUT_SCALE = flags.DEFINE_float(
-    "input_scale", 1 / 255, "Pixel factor of SimpleConv (1.0: raw 0-255, the paper).")
-_LR = flags.DEFINE_float("learning_rate", 3e-3, "Adam peak learning rate.")
+    "input_scale", None, "Pixel factor of SimpleConv (1.0: raw 0-255, the paper).")
+_LR = flags.DEFINE_float("learning_rate", None, "Adam peak learning rate.")
 _GRAPH_LR_FACTOR = flags.DEFINE_float(
-    "graph_lr_factor", 0.1, "Learning-rate factor of the RSTG graph (1.0: the "
+    "graph_lr_factor", None, "Learning-rate factor of the RSTG graph (1.0: the "
     "graph output collapses to a constant within ~100 steps at 3e-3).")
-_DATA_CONFIG = flags.DEFINE_string("data_config", "digits3_small", "SyncMNIST builder config.")
-_NUM_TRAIN = flags.DEFINE_integer(
-    "num_train", 20_000, "Resize the train split (None: as built; 20 000 builds "
-    "in about 3 minutes).")
+_DATA_CONFIG = flags.DEFINE_string("data_config", None, "SyncMNIST builder config.")
+_NUM_TRAIN = flags.DEFINE_integer("num_train", None, "Resize the train split.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data dir (None: the default).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of every run.")
+_INIT_FROM = flags.DEFINE_string(
+    "init_from", "", "Checkpoint every model starts from where its tensors fit, e.g. "
+    "the digit-presence backbone of pretrain_backbone.py ('' = from scratch).")
 _SET = flags.DEFINE_list(
     "set", [], "More config overrides for every model, e.g. graph.use_norm=none "
-    "(graph.* only affects the RSTG model).")
+    "(graph.* only affects the RSTG models).")
+
+
+def _set_path(c, key: str, value) -> None:
+  node = c
+  for part in key.split(".")[:-1]:
+    node = node[part]
+  node[key.split(".")[-1]] = value
 
 
 def _config(model: str):
   config_file = _REPO / "configs" / MODELS[model][0]
-  c = configs_common.load_config_file(config_file).get_config("tiny")
-  c.update(MODELS[model][1])
+  c = configs_common.load_config_file(config_file).get_config(_VARIANT.value)
+  for key, value in MODELS[model][1].items():
+    _set_path(c.model, key, value)
   c.seed = _SEED.value
-  graph_width = _GRAPH_WIDTH.value or _WIDTH.value
-  c.model.backbone.width = _WIDTH.value
-  c.model.backbone.input_scale = _INPUT_SCALE.value
-  c.model.lstm.units = graph_width
-  c.model.graph.node_feat_dim = c.model.graph.message_dims = graph_width
-  c.data.config = _DATA_CONFIG.value
-  c.data.num_train = _NUM_TRAIN.value
-  c.data.data_dir = _DATA_DIR.value
-  c.batch_size = _BATCH.value
-  c.optimizer.learning_rate = _LR.value
-  c.optimizer.graph_lr_factor = _GRAPH_LR_FACTOR.value
-  c.num_train_steps = _STEPS.value
-  c.optimizer.warmup_steps = min(_WARMUP.value, _STEPS.value // 2)
-  c.eval_every_steps = _EVAL_EVERY.value
-  c.checkpoint.every_steps = _EVAL_EVERY.value
+  c.init_from = _INIT_FROM.value
+  overrides = {
+      "model.backbone.width": _WIDTH.value,
+      "model.backbone.input_scale": _INPUT_SCALE.value,
+      "model.lstm.units": _GRAPH_WIDTH.value,
+      "model.graph.node_feat_dim": _GRAPH_WIDTH.value,
+      "model.graph.message_dims": _GRAPH_WIDTH.value,
+      "data.config": _DATA_CONFIG.value,
+      "data.num_train": _NUM_TRAIN.value,
+      "data.data_dir": _DATA_DIR.value,
+      "batch_size": _BATCH.value,
+      "optimizer.learning_rate": _LR.value,
+      "optimizer.graph_lr_factor": _GRAPH_LR_FACTOR.value,
+      "num_train_steps": _STEPS.value,
+      "optimizer.warmup_steps": _WARMUP.value,
+      "eval_every_steps": _EVAL_EVERY.value,
+      "checkpoint.every_steps": _EVAL_EVERY.value,
+  }
+  for key, value in overrides.items():
+    if value is not None:
+      _set_path(c, key, value)
+  c.optimizer.warmup_steps = min(c.optimizer.warmup_steps, c.num_train_steps // 2)
   for item in _SET.value:
     key, value = item.split("=", 1)
     old = c
@@ -109,7 +146,7 @@ def _write_table(results: dict, workdir: str) -> str:
     pair = "n/a" if pair is None else f"{pair:.3f}"
     lines.append(f"| {LABELS[m]} | {r['test_top1']:.3f} | {r['test_top5']:.3f} | "
                  f"{pair} | {r['steps']} | {r['train_seconds']:.0f} | "
-                 f"{r['num_params']:,} |")
+                 f"{r.get('params', r.get('num_params')):,} |")
   table = "\n".join(lines) + "\n"
   with open(os.path.join(workdir, "results.md"), "w") as f:
     f.write(table)
@@ -162,7 +199,7 @@ def main(argv):
     if os.path.exists(summary_path):
       with open(summary_path) as f:
         summary = json.load(f)
-      if summary["steps"] == _STEPS.value:
+      if summary["steps"] == _config(model).num_train_steps:
         logging.info("%s: already trained, reading %s", model, summary_path)
         results[model] = summary
         continue
@@ -177,13 +214,15 @@ def main(argv):
            + f", width {c.model.backbone.width} (graph/LSTM {c.model.lstm.units}), "
            f"pixels x{c.model.backbone.input_scale:.4g}, batch {c.batch_size}, "
            f"{c.optimizer.name} lr {c.optimizer.learning_rate:g} (graph x"
-           f"{c.optimizer.graph_lr_factor:g}), {_STEPS.value} steps")
+           f"{c.optimizer.graph_lr_factor:g}), {c.num_train_steps} steps"
+           + (f", init_from {c.init_from}" if c.init_from else "") + f", seed {c.seed}")
+  # One entry per model, keyed by its --models name (aggregate.py reads these).
   with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump({"setup": setup, "results": {
-        m: {k: r.get(k) for k in ("test_top1", "test_top5", "test_pair_top1",
-                                  "test_loss", "steps", "train_seconds",
-                                  "num_params", "eval_history")}
-        for m, r in results.items()}}, f, indent=1)
+    json.dump({m: {**{k: r.get(k) for k in ("test_top1", "test_top5", "test_pair_top1",
+                                            "test_loss", "steps", "train_seconds")},
+                   "params": r.get("num_params"), "seed": _SEED.value, "setup": setup,
+                   "eval_history": r.get("eval_history")}
+               for m, r in results.items()}, f, indent=1)
   table = _write_table(results, workdir)
   _plot(results, workdir, setup)
   from rstg_jax.tools import plot_run  # pylint: disable=g-import-not-at-top

@@ -37,6 +37,23 @@ def area_resize_matrix(n_in: int, n_out: int) -> np.ndarray:
   return w
 
 
+@functools.lru_cache(maxsize=None)
+def area_moment_matrix(n_in: int, n_out: int) -> np.ndarray:
+  """`area_resize_matrix` weighted by where each input pixel lies in its output cell.
+
+  Entry [o, i] is w[o, i] * u, with u = 2 (c_i - o S) / S - 1 the position of pixel
+  i's centre c_i = i + 1/2 in cell o ([o S, (o+1) S), S = n_in / n_out) on a -1..1
+  scale. Not in the original: the first moment for `pool_to_nodes(moments=True)`.
+  """
+  w = area_resize_matrix(n_in, n_out)
+  scale = n_in / n_out
+  centres = np.arange(n_in) + 0.5
+  u = 2.0 * (centres[None, :] - np.arange(n_out)[:, None] * scale) / scale - 1.0
+  m = w * u
+  m.setflags(write=False)
+  return m
+
+
 def area_resize(x: jnp.ndarray, out_h: int, out_w: int) -> jnp.ndarray:
   """Area-resizes the two axes before the channels: [..., H, W, C] -> [..., h, w, C]."""
   rows = jnp.asarray(area_resize_matrix(x.shape[-3], out_h), x.dtype)
@@ -44,14 +61,30 @@ def area_resize(x: jnp.ndarray, out_h: int, out_w: int) -> jnp.ndarray:
   return jnp.einsum("ai,bj,...ijc->...abc", rows, cols, x)
 
 
-def pool_to_nodes(x: jnp.ndarray, scales: tuple[int, ...]) -> jnp.ndarray:
+def pool_to_nodes(x: jnp.ndarray, scales: tuple[int, ...],
+                  moments: bool = False) -> jnp.ndarray:
   """Node features from a feature map (spec §3.2): [..., H, W, C] -> [..., N, C].
 
   Each scale s gives s*s row-major cells; scales are concatenated in the given order.
+  With `moments` (not in the original) each node also gets the area means of the map
+  weighted by the row and by the column position inside the node's region (-1..1):
+  [..., N, 3C] = (mean, row moment, column moment). Plain area means are nearly blind
+  to where something sits inside a region, so a move that stays inside one node is
+  hardly visible to the graph (experiments/syncmnist/node_probe.py).
   """
+  h, w = x.shape[-3], x.shape[-2]
   nodes = []
   for s in scales:
     cells = area_resize(x, s, s)
+    if moments:
+      rows = jnp.asarray(area_resize_matrix(h, s), x.dtype)
+      cols = jnp.asarray(area_resize_matrix(w, s), x.dtype)
+      rows_u = jnp.asarray(area_moment_matrix(h, s), x.dtype)
+      cols_u = jnp.asarray(area_moment_matrix(w, s), x.dtype)
+      cells = jnp.concatenate([
+          cells,
+          jnp.einsum("ai,bj,...ijc->...abc", rows_u, cols, x),
+          jnp.einsum("ai,bj,...ijc->...abc", rows, cols_u, x)], axis=-1)
     nodes.append(cells.reshape(cells.shape[:-3] + (s * s, cells.shape[-1])))
   return jnp.concatenate(nodes, axis=-2)
 

@@ -42,9 +42,13 @@ class RSTGBlock(nn.Module):
     if x.ndim != 5:
       raise ValueError(f"RSTGBlock expects a feature map [B, T, H, W, C], got {x.shape}")
     cfg = self.graph
-    nodes = area_resize.pool_to_nodes(x, cfg.scales)  # [B, T, N, C]
-    out = RSTGGraph(cfg, project=self.project, dtype=self.dtype, name="graph")(
-        nodes, train=train)
+    moments = cfg.node_pooling == "moments"
+    if moments and not self.project:
+      raise ValueError("GraphConfig.node_pooling='moments' gives 3C-wide nodes; the "
+                       "block needs project=True")
+    nodes = area_resize.pool_to_nodes(x, cfg.scales, moments)  # [B, T, N, C or 3C]
+    out = RSTGGraph(cfg, project=self.project, out_channels=x.shape[-1],
+                    dtype=self.dtype, name="graph")(nodes, train=train)
     if self.readout == "vec":
       y, axes = readouts.to_vec(out), 1
     else:

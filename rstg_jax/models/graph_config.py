@@ -15,6 +15,9 @@ NORMS = ("LN", "BN", "none")
 NORM_SCOPES = ("clip", "per_frame")
 SCAN_MODES = ("fused", "k_pass")
 TIME_ITER_MODES = ("original", "all")
+# Which stages run (the paper's ablations, §5.1): both, or one of the two.
+STAGES = ("space_time", "space", "time")
+NODE_POOLINGS = ("mean", "moments")
 # The original's `time_iter_mom` (spec §6.2): the iterations that run the time stage.
 ORIGINAL_TIME_ITERS = (0, 1, 2)
 
@@ -66,6 +69,13 @@ class GraphConfig:
       multiply-sum (SpaceStage). Same results up to float rounding; False is the
       literal form (LN on every pair, then the gather), kept for tests and A/B timings.
       BN message norms always take the literal form.
+    stages: 'space_time' (the model); the paper's ablations: 'space' drops every
+      LSTM (internal and external: nodes see one frame at a time), 'time' drops the
+      space stage (nodes never exchange messages).
+    node_pooling: how RSTGBlock makes node features from the map: 'mean' (the
+      original's area means) or 'moments', which appends the row and column moments
+      inside each node's region (area_resize.pool_to_nodes; the block then needs its
+      projections, as the node width triples).
   """
 
   num_process_iter: int = 3
@@ -87,6 +97,8 @@ class GraphConfig:
   remat: bool = False
   unroll: int = 1
   pair_rewrite: bool = True
+  stages: str = "space_time"
+  node_pooling: str = "mean"
 
   def __post_init__(self):
     def check(ok: bool, field: str, msg: str):
@@ -102,6 +114,9 @@ class GraphConfig:
     check(self.time_iters in TIME_ITER_MODES, "time_iters",
           f"must be one of {TIME_ITER_MODES}")
     check(self.scan in SCAN_MODES, "scan", f"must be one of {SCAN_MODES}")
+    check(self.stages in STAGES, "stages", f"must be one of {STAGES}")
+    check(self.node_pooling in NODE_POOLINGS, "node_pooling",
+          f"must be one of {NODE_POOLINGS}")
     check(self.num_process_iter >= 1, "num_process_iter", "must be >= 1")
     check(1 <= self.num_scales <= self.dim_map, "num_scales",
           f"must be in [1, dim_map={self.dim_map}]")
@@ -117,9 +132,21 @@ class GraphConfig:
   def time_stage_iters(self) -> tuple[int, ...]:
     """The iterations k (0-based) whose space stage is preceded by the internal LSTM."""
     k = range(self.num_process_iter)
+    if not self.use_time:
+      return ()
     if self.time_iters == "all":
       return tuple(k)
     return tuple(i for i in k if i in ORIGINAL_TIME_ITERS)
+
+  @property
+  def use_time(self) -> bool:
+    """Whether the LSTMs (internal and external) run (not for stages='space')."""
+    return self.stages != "space"
+
+  @property
+  def use_space(self) -> bool:
+    """Whether the space stage runs (not for stages='time')."""
+    return self.stages != "time"
 
   @property
   def scales(self) -> tuple[int, ...]:

@@ -50,13 +50,17 @@ class RSTGCell(nn.Module):
 
   def __call__(self, carry: Carry, z: jnp.ndarray, train: bool = False):
     """One time step: z [B, N, D] -> (carry, o [B, N, D])."""
+    cfg = self.config
     new = []
-    for k in range(self.config.num_process_iter):
-      if k in self.config.time_stage_iters:
+    for k in range(cfg.num_process_iter):
+      if k in cfg.time_stage_iters:
         state, z = self.lstm_int(carry[len(new)], z)
         new.append(state)
-      z = self.space(z, train)
+      if cfg.use_space:
+        z = self.space(z, train)
       self.sow("intermediates", "node_out", z)  # each iteration's node states; explain
+    if not cfg.use_time:
+      return tuple(new), z
     state, o = self.lstm_ext(carry[-1], z)
     new.append(state)
     return tuple(new), o
@@ -91,17 +95,21 @@ class RSTGCell(nn.Module):
     for k in range(cfg.num_process_iter):
       if k in cfg.time_stage_iters:
         zs = time_stage.run_lstm(self.lstm_int, zs, unroll, cfg.remat)
-      zs = self._space_per_frame(zs, train) if per_frame else self.space(zs, train)
+      if cfg.use_space:
+        zs = self._space_per_frame(zs, train) if per_frame else self.space(zs, train)
       self.sow("intermediates", "node_out", zs)
+    if not cfg.use_time:
+      return zs
     return time_stage.run_lstm(self.lstm_ext, zs, unroll, cfg.remat)
 
 
 def initial_carry(config: GraphConfig, batch_size: int, dtype: Any = jnp.float32) -> Carry:
   """Zero states for streaming: one LSTM (c, h) pair, each [B, N, D], per iteration
-  that runs the time stage (`config.time_stage_iters`), then the external one."""
+  that runs the time stage (`config.time_stage_iters`), then the external one (none
+  for stages='space')."""
   return tuple(
       time_stage.zero_state((batch_size, config.num_nodes), config.node_feat_dim, dtype)
-      for _ in range(len(config.time_stage_iters) + 1))
+      for _ in range(len(config.time_stage_iters) + int(config.use_time)))
 
 
 def not_streamable_reason(config: GraphConfig, train: bool = False) -> str | None:
@@ -126,10 +134,12 @@ class RSTGGraph(nn.Module):
     config: the graph settings.
     project: dense C -> D on the pooled nodes (`project_i3d`) and D -> C on the outputs
       (`project_back_to_i3d`), so C_out = C; without it C must equal D and C_out = D.
+    out_channels: C_out of the back projection when it differs from C (moment pooling).
     dtype: compute dtype; parameters and norm statistics stay float32.
   """
   config: GraphConfig
   project: bool = False
+  out_channels: int | None = None
   dtype: Any = jnp.float32
 
   def _check_input(self, nodes: jnp.ndarray, frame: bool):
@@ -156,7 +166,7 @@ class RSTGGraph(nn.Module):
       if reason is not None:
         raise ValueError(f"this graph cannot stream: {reason}")
     self._check_input(nodes, frame=streaming)
-    channels = nodes.shape[-1]
+    channels = self.out_channels or nodes.shape[-1]
 
     # Pre-graph processing (spec §4).
     z = nodes

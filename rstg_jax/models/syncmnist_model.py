@@ -12,9 +12,12 @@
   - 'mean': no graph; the backbone map averaged over space and time.
   - 'lstm': no graph; an LSTM over per-frame spatially averaged features,
     read out at the last step or averaged over time.
-The two baselines cannot tell which digits move together except through what
-a per-frame pooled vector keeps of positions, which is the point of the
-comparison.
+  - 'convlstm': no graph; a convolutional LSTM over the backbone map (3x3
+    kernels, so it keeps where things are), its last output averaged over space.
+The 'mean' and 'lstm' baselines cannot tell which digits move together except
+through what a per-frame pooled vector keeps of positions, which is the point of
+the comparison; 'convlstm', and any head on the 3-D-convolution backbone
+(`backbone_temporal_kernel` 3), see motion.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from rstg_jax.models.graph_config import GraphConfig
 from rstg_jax.models.norms import tf_batch_norm
 from rstg_jax.models.simple_conv import SimpleConv
 
-HEADS = ("rstg", "mean", "lstm")
+HEADS = ("rstg", "mean", "lstm", "convlstm")
 COMBINES = ("serial", "plus")
 LSTM_READOUTS = ("last", "mean")
 
@@ -39,6 +42,8 @@ class SyncMNISTClassifier(nn.Module):
     head: 'rstg' | 'mean' | 'lstm'.
     num_classes: 46 for SyncMNIST (spec §9.4).
     backbone_width: SimpleConv filters.
+    backbone_stages: SimpleConv conv/pool stages (3: 64x64 -> 6x6).
+    backbone_temporal_kernel: SimpleConv temporal kernel (1: 2-D, the paper).
     input_scale: SimpleConv's pixel factor (1.0, raw 0-255, in the paper).
     graph: settings of the RSTG graph (head 'rstg' only). When its
       node_feat_dim differs from backbone_width, dense projections map
@@ -46,7 +51,7 @@ class SyncMNISTClassifier(nn.Module):
     combine: 'serial' (the paper's SyncMNIST model) or 'plus' (head 'rstg').
     residual_norm: norm of the graph branch, 'none' (the paper's SyncMNIST),
       'LN' or 'BN' (zero at initialisation; see RSTGBlock).
-    lstm_units: LSTM width (head 'lstm').
+    lstm_units: LSTM width (heads 'lstm' and 'convlstm').
     lstm_readout: 'last' output or 'mean' over time (head 'lstm').
     baseline_bn: BatchNorm on the pooled features of the baselines (and of the
       backbone vector of combine='plus'), before the LSTM or the classifier: the counterpart of the graph's pre-graph
@@ -60,6 +65,8 @@ class SyncMNISTClassifier(nn.Module):
   head: str = "rstg"
   num_classes: int = 46
   backbone_width: int = 512
+  backbone_stages: int = 3
+  backbone_temporal_kernel: int = 1
   input_scale: float = 1.0
   graph: GraphConfig | None = None
   combine: str = "serial"
@@ -75,7 +82,9 @@ class SyncMNISTClassifier(nn.Module):
     """Maps a video [B, T, H, W, 1] (0-255, any dtype) to logits [B, num_classes]."""
     if self.head not in HEADS:
       raise ValueError(f"model head {self.head!r} is not one of {HEADS}")
-    fmap = SimpleConv(width=self.backbone_width, input_scale=self.input_scale,
+    fmap = SimpleConv(width=self.backbone_width, num_stages=self.backbone_stages,
+                      temporal_kernel=self.backbone_temporal_kernel,
+                      input_scale=self.input_scale,
                       dtype=self.dtype, name="backbone")(video)  # [B, T, h, w, W]
     if self.head == "rstg":
       if self.graph is None:
@@ -86,13 +95,20 @@ class SyncMNISTClassifier(nn.Module):
       from rstg_jax.models.graph_block import RSTGBlock  # pylint: disable=g-import-not-at-top
       feats = RSTGBlock(
           graph=self.graph, readout="vec",
-          project=self.graph.node_feat_dim != self.backbone_width,
+          project=(self.graph.node_feat_dim != self.backbone_width
+                   or self.graph.node_pooling == "moments"),
           residual_norm=self.residual_norm, dtype=self.dtype, name="graph")(
               fmap, train=train)                                 # [B, W]
       if self.combine == "plus":
         feats = feats + self._norm(jnp.mean(fmap, axis=(1, 2, 3)), train)
     elif self.head == "mean":
       feats = self._norm(jnp.mean(fmap, axis=(1, 2, 3)), train)  # [B, W]
+    elif self.head == "convlstm":
+      maps = self._norm(fmap, train)                             # [B, T, h, w, W]
+      outs = nn.RNN(nn.ConvLSTMCell(self.lstm_units, (3, 3), dtype=self.dtype,
+                                    name="convlstm_cell"),
+                    name="convlstm")(maps)                       # [B, T, h, w, U]
+      feats = jnp.mean(outs[:, -1], axis=(1, 2))                 # [B, U]
     else:
       if self.lstm_readout not in LSTM_READOUTS:
         raise ValueError(
@@ -130,6 +146,8 @@ def build_model(model_config: Mapping[str, Any]) -> SyncMNISTClassifier:
       head=head,
       num_classes=m["num_classes"],
       backbone_width=m["backbone"]["width"],
+      backbone_stages=m["backbone"].get("num_stages", 3),
+      backbone_temporal_kernel=m["backbone"].get("temporal_kernel", 1),
       input_scale=m["backbone"].get("input_scale", 1.0),
       graph=graph,
       combine=m["combine"],

@@ -1,0 +1,11 @@
+"""SyncMNIST, model 'conv3d' (see configs/syncmnist_common.py for the variants).
+
+  python -m rstg_jax.main --config=configs/syncmnist_conv3d_baseline.py:tiny --workdir=runs/conv3d_baseline
+"""
+from __future__ import annotations
+
+from rstg_configs import syncmnist_common
+
+
+def get_config(arg: str | None = None):
+  return syncmnist_common.make_config("conv3d", arg)
