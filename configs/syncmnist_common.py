@@ -24,7 +24,7 @@ import dataclasses
 import ml_collections
 
 from rstg_configs import common
-from rstg_jax.models.graph_config import GraphConfig
+from rstg_jax.models.graph.graph_config import GraphConfig
 
 MODELS = ("rstg", "mean", "lstm")
 VARIANTS = ("", "paper", "tiny")
@@ -38,14 +38,14 @@ def make_config(model: str, arg: str | None = None) -> ml_collections.ConfigDict
 
   m = ml_collections.ConfigDict()
   m.name = "syncmnist"
-  m.head = model             # 'rstg' | 'mean' | 'lstm' (see models/syncmnist_model.py)
+  m.head = model             # 'rstg' | 'mean' | 'lstm' (see models/classifiers/syncmnist_model.py)
   m.num_classes = 46
   m.dtype = "float32"
   m.dropout_rate = 0.0       # spec §7.5: classification_dropout 0 for SyncMNIST
   m.backbone = ml_collections.ConfigDict()
   m.backbone.width = 512     # SimpleConv filters (num_filters)
   m.backbone.input_scale = 1.0  # pixel factor: 1.0 = raw 0-255 (the paper)
-  # Every GraphConfig field (rstg_jax/models/graph_config.py), so any can be
+  # Every GraphConfig field (rstg_jax/models/graph/graph_config.py), so any can be
   # overridden from the command line; the paper's SyncMNIST values (spec §9.5:
   # configs/mnist_config.yaml). Used by head 'rstg' only. If node_feat_dim !=
   # backbone.width the graph gets dense projections in and out.

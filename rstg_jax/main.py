@@ -23,7 +23,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from rstg_jax import config_check
-from rstg_jax import distributed
+from rstg_jax.runtime import distributed
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, e.g. configs/syncmnist_rstg.py:tiny.",
@@ -44,10 +44,10 @@ def main(argv: list[str]) -> None:
   # ...) is joined before anything starts JAX's backends.
   distributed.initialize_from_flags()
   from rstg_jax.train import loop  # pylint: disable=g-import-not-at-top
-  from rstg_jax.train import preemption  # pylint: disable=g-import-not-at-top
+  from rstg_jax.runtime import preemption  # pylint: disable=g-import-not-at-top
   loop.quiet_library_logs()
 
-  from rstg_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  from rstg_jax.runtime import checkpointing  # pylint: disable=g-import-not-at-top
   from rstg_jax.train import optimizers  # pylint: disable=g-import-not-at-top
   from rstg_jax.train import topk  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value

@@ -230,7 +230,7 @@ def test_head_rows_reordered_to_label_ids(tmp_path):
 
 def test_output_resumes_as_a_training_state(tmp_path):
   """DIR/checkpoints restores into the TrainState the training loop builds."""
-  from rstg_jax import checkpointing
+  from rstg_jax.runtime import checkpointing
   from rstg_jax.train import loop
   config = load("smt_i3d_rstg_final", "tiny")
   prefix, _, _ = make_checkpoint(tmp_path, config)

@@ -22,9 +22,10 @@ import numpy as np
 import pytest
 
 from rstg_configs import common as configs_common
-from rstg_jax import checkpointing, distributed, parallel
 from rstg_jax.data import sliced_input, sync_mnist_input
-from rstg_jax.train import loop, preemption
+from rstg_jax.runtime import checkpointing, distributed, parallel
+from rstg_jax.runtime import preemption
+from rstg_jax.train import loop
 import subprocess_env
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -358,7 +359,7 @@ def _free_port() -> int:
 
 _JOIN = """
 import jax
-from rstg_jax import distributed
+from rstg_jax.runtime import distributed
 assert distributed.initialize(distributed.detect_job(on_tpu_vm=False), timeout_s=60)
 x = jax.experimental.multihost_utils.process_allgather(jax.numpy.int32(jax.process_index()))
 print("joined", jax.process_index(), jax.process_count(), jax.device_count(), x.tolist())

@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rstg_jax.models import smt_model
-from rstg_jax.models.graph_block import RSTGBlock
+from rstg_jax.models.classifiers import smt_model
+from rstg_jax.models.graph.graph_block import RSTGBlock
 from rstg_jax.tools import model_report
 from rstg_jax.train import optimizers
 from rstg_jax.train import steps

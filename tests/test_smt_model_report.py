@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rstg_jax.models import smt_model
-from rstg_jax.models.video_conv import VideoConv
+from rstg_jax.models.backbones.video_conv import VideoConv
+from rstg_jax.models.classifiers import smt_model
 from rstg_jax.tools import model_report
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), os.pardir, "configs")

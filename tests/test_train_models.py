@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rstg_configs import syncmnist_common
-from rstg_jax.models import syncmnist_model
+from rstg_jax.models.classifiers import syncmnist_model
 
 _CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 

@@ -28,7 +28,7 @@ import ml_collections
 import numpy as np
 
 from rstg_configs import common as configs_common
-from rstg_jax.models import smt_model
+from rstg_jax.models.classifiers import smt_model
 
 FLAGS = flags.FLAGS
 

@@ -46,10 +46,10 @@ from jax.sharding import Mesh
 import ml_collections
 import numpy as np
 
-from rstg_jax import checkpointing
 from rstg_jax import config_check
-from rstg_jax import parallel
 from rstg_jax import tasks as tasks_lib
+from rstg_jax.runtime import checkpointing
+from rstg_jax.runtime import parallel
 from rstg_jax.train import evaluate as evaluate_lib
 from rstg_jax.train import init_from as init_from_lib
 from rstg_jax.train import metrics as metrics_lib

@@ -222,7 +222,7 @@ def initialize(spec: JobSpec, *, timeout_s: int = 300) -> bool:
     logging.info("jax.distributed is already initialised")
     return True
   _use_cpu_collectives()
-  # SIGTERM belongs to rstg_jax.train.preemption (see why there); JAX's
+  # SIGTERM belongs to rstg_jax.runtime.preemption (see why there); JAX's
   # pre-emption service would install its own C++ handler over it.
   jax.config.update("jax_enable_preemption_service", False)
   logging.info("Joining a multi-process JAX job (%s): coordinator %s, %s "
@@ -242,7 +242,7 @@ def initialize(spec: JobSpec, *, timeout_s: int = 300) -> bool:
     if "must be called before" in str(e):
       raise RuntimeError(
           "jax.distributed must be initialised before any JAX computation or "
-          "jax.devices() call: call rstg_jax.distributed.initialize_from_flags() "
+          "jax.devices() call: call rstg_jax.runtime.distributed.initialize_from_flags() "
           "first thing in main") from e
     raise
   logging.info("Process %d of %d; %d local and %d global devices",

@@ -22,7 +22,7 @@ Why not JAX's own pre-emption sync points
 on a step through the coordination service in the background, and with short
 steps one process can pass the agreed step before learning it; in our tests a
 two-process job then had one process stop and the other hang. The
-all-reduce cannot disagree. `rstg_jax.distributed` therefore turns JAX's
+all-reduce cannot disagree. `rstg_jax.runtime.distributed` therefore turns JAX's
 pre-emption service (and its C++ SIGTERM handler) off.
 
 Signals outside the `with` block keep their default behaviour (terminate).

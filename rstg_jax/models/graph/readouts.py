@@ -6,9 +6,9 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from rstg_jax.models import area_resize
-from rstg_jax.models.norms import tf_batch_norm
-from rstg_jax.models.tf_layer_norm import TFLayerNorm
+from rstg_jax.models.graph import area_resize
+from rstg_jax.models.graph.norms import tf_batch_norm
+from rstg_jax.models.graph.tf_layer_norm import TFLayerNorm
 
 
 def to_vec(out: jnp.ndarray) -> jnp.ndarray:

@@ -6,7 +6,7 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax.numpy as jnp
 
-from rstg_jax.models.tf_layer_norm import TFLayerNorm
+from rstg_jax.models.graph.tf_layer_norm import TFLayerNorm
 
 
 def tf_batch_norm(name: str, train: bool, dtype: Any = jnp.float32,
