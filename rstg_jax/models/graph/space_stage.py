@@ -87,7 +87,7 @@ class GatherLayerNorm(nn.Module):
 
   exact up to float rounding whatever alpha is, as long as alpha does not depend on y
   (true of every attention kind here). Statistics in float32 (float64 under float64),
-  two-pass variance, as TFLayerNorm.
+  two-pass variance, as norms.tf_layer_norm.
   """
   epsilon: float = 1e-12
   dtype: Any = jnp.float32
