@@ -1,7 +1,8 @@
-"""The Kinetics-pretrained C2D backbone's config (config_kinetics_c2d).
+"""Something-Something C2D (174 classes) for the released Kinetics C2D checkpoint.
 
-As released, it declares Something-Something's 174 classes: it is the backbone-only
-model that a Kinetics checkpoint initialises (the 400-class `pred` is re-initialised).
+The original's config_kinetics_c2d: despite its name it declares Something-Something's
+174 classes; it is the backbone-only model that a Kinetics-pretrained checkpoint (TF1 or
+Caffe2) initialises, the 400-class `pred` re-initialised. Same model as smt_c2d.py.
 
 `get_config("tiny")` is the same structure at tiny width, depth and clip size (CPU tests).
 """

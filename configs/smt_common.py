@@ -1,6 +1,6 @@
-"""Shared builder of the Something-Something / Kinetics model configs in `configs/`.
+"""Shared builder of the Something-Something model configs in `configs/`.
 
-Each `configs/smt_*.py` / `kinetics_*.py` calls `smt_config(arg, ...)` with its
+Each `configs/smt_*.py` calls `smt_config(arg, ...)` with its
 backbone and placements. `arg` is `get_config`'s argument:
 
   '' (default): the released model and hyper-parameters (spec §9.5): batch 2, Nesterov

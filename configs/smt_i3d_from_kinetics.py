@@ -1,7 +1,8 @@
-"""The Kinetics-pretrained I3D backbone's config (config_kinetics_i3d).
+"""Something-Something I3D (174 classes) for the released Kinetics I3D checkpoint.
 
-As released, it declares Something-Something's 174 classes: it is the backbone-only
-model that a Kinetics checkpoint initialises (the 400-class `pred` is re-initialised).
+The original's config_kinetics_i3d: despite its name it declares Something-Something's
+174 classes; it is the backbone-only model that a Kinetics-pretrained checkpoint (TF1 or
+Caffe2) initialises, the 400-class `pred` re-initialised. Same model as smt_i3d.py.
 
 `get_config("tiny")` is the same structure at tiny width, depth and clip size (CPU tests).
 """

@@ -16,7 +16,7 @@ from rstg_jax.models.backbones.video_conv import VideoConv
 from rstg_jax.models.classifiers import smt_model
 from rstg_jax.models.graph.graph_block import RSTGBlock
 from rstg_jax.models.graph.graph_config import GraphConfig
-from rstg_jax.tools import model_report
+import model_helpers
 
 FULL_CLIP = (1, 32, 224, 224, 3)
 # These tests are compile-bound on CPU: skip XLA's backend optimisations.
@@ -25,7 +25,7 @@ fast_jit = functools.partial(
 
 
 def _abstract_init(model, shape):
-  return model_report.abstract_variables(model, shape)
+  return model_helpers.abstract_variables(model, shape)
 
 
 def _shapes(tree):
@@ -38,9 +38,9 @@ def test_full_size_parameter_counts_and_names_match_the_original():
   c2d = _abstract_init(resnet_video.ResNetVideo(backbone="c2d"), FULL_CLIP)["params"]
   nl = _abstract_init(resnet_video.ResNetVideo(
       backbone="i3d", place_nonlocal=("res3", "res4")), FULL_CLIP)["params"]
-  assert model_report.count(i3d) / 1e6 == pytest.approx(27.22, abs=0.005)
-  assert model_report.count(c2d) / 1e6 == pytest.approx(23.51, abs=0.005)
-  assert (model_report.count(nl) - model_report.count(i3d)) / 1e6 == pytest.approx(
+  assert model_helpers.count(i3d) / 1e6 == pytest.approx(27.22, abs=0.005)
+  assert model_helpers.count(c2d) / 1e6 == pytest.approx(23.51, abs=0.005)
+  assert (model_helpers.count(nl) - model_helpers.count(i3d)) / 1e6 == pytest.approx(
       7.36, abs=0.005)
 
   s = _shapes(i3d)

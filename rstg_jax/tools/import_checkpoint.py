@@ -73,7 +73,7 @@ def _build_model(config: ml_collections.ConfigDict) -> BuiltModel:
   """The config's model and what its original names depend on.
 
   The one place that knows the config schema (SyncMNIST: configs/syncmnist_*.py,
-  Something-Something / Kinetics: configs/smt_*.py, kinetics_*.py).
+  Something-Something: configs/smt_*.py).
   """
   if config.task == "sync_mnist":
     from rstg_jax.models.classifiers import syncmnist_model  # pylint: disable=g-import-not-at-top
