@@ -115,16 +115,9 @@ def abstract_state(state_shapes: Any, sharding: jax.sharding.Sharding) -> Any:
       state_shapes)
 
 
-def _key_name(k: Any) -> str:
-  for attr in ("key", "idx", "name"):
-    if hasattr(k, attr):
-      return str(getattr(k, attr))
-  return str(k)
-
-
 def _shapes_of_template(tree: Any) -> dict[str, tuple[int, ...]]:
   flat, _ = jax.tree_util.tree_flatten_with_path(tree)
-  return {"/".join(_key_name(k) for k in path): tuple(leaf.shape)
+  return {jax.tree_util.keystr(path, simple=True, separator="/"): tuple(leaf.shape)
           for path, leaf in flat}
 
 

@@ -37,8 +37,9 @@ from typing import Any
 from absl import logging
 import jax
 import jax.numpy as jnp
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
+
+from rstg_jax.runtime import parallel
 
 MODES = ("auto", "local", "collective")
 
@@ -104,9 +105,9 @@ class PreemptionWatcher:
   def _all_reduce_flags(self) -> jax.Array:
     """Dispatches max over every device of this process's flag (async)."""
     if self._reduce is None:
-      mesh = Mesh(np.asarray(jax.devices()), ("all",))
-      self._sharding = NamedSharding(mesh, P("all"))
-      self._reduce = jax.jit(jnp.max, out_shardings=NamedSharding(mesh, P()))
+      mesh = parallel.make_mesh()
+      self._sharding = parallel.batch_sharding(mesh)
+      self._reduce = jax.jit(jnp.max, out_shardings=parallel.replicated(mesh))
     local = np.full((jax.local_device_count(),), int(self.received), np.int32)
     return self._reduce(
         jax.make_array_from_process_local_data(self._sharding, local))

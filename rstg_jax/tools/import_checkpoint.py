@@ -113,8 +113,7 @@ def _make_tx(config: ml_collections.ConfigDict):
 
 
 def _flat(tree: Any) -> dict[str, Any]:
-  return {"/".join(k): v for k, v in flax.traverse_util.flatten_dict(
-      flax.core.unfreeze(tree)).items()}
+  return flax.traverse_util.flatten_dict(flax.core.unfreeze(tree), sep="/")
 
 
 def _init_fn(built: BuiltModel, seed: int):
