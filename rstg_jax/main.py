@@ -92,7 +92,14 @@ def main(argv: list[str]) -> None:
 
 
 def run() -> None:
-  """Console script `rstg-train`."""
+  """Console script `rstg-train`: the same command as `python -m rstg_jax.main`."""
+  script = sys.modules["__main__"]
+  if script is not sys.modules[__name__]:
+    # absl's --help prints __main__'s docstring and the flags of the module named
+    # sys.argv[0]; a console script has neither, so lend it this module's.
+    script.__doc__ = script.__doc__ or __doc__
+    for flag in flags.FLAGS.get_key_flags_for_module(__name__):
+      flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
   app.run(main, flags_parser=config_check.parse_flags)
 
 
