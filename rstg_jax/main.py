@@ -23,6 +23,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from rstg_jax import config_check
+from rstg_jax import log_filters
 from rstg_jax.runtime import distributed
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -45,7 +46,7 @@ def main(argv: list[str]) -> None:
   distributed.initialize_from_flags()
   from rstg_jax.train import loop  # pylint: disable=g-import-not-at-top
   from rstg_jax.runtime import preemption  # pylint: disable=g-import-not-at-top
-  loop.quiet_library_logs()
+  log_filters.quiet_library_logs()
 
   from rstg_jax.runtime import checkpointing  # pylint: disable=g-import-not-at-top
   from rstg_jax.train import optimizers  # pylint: disable=g-import-not-at-top

@@ -409,3 +409,15 @@ def test_data_dir_rule(monkeypatch, tmp_path):
   assert rstg_datasets.resolve_data_dir(None) == str(tmp_path / "env")
   monkeypatch.delenv("TFDS_DATA_DIR")
   assert rstg_datasets.resolve_data_dir("") == os.path.expanduser("~/tensorflow_datasets")
+
+
+def test_build_shows_no_tfds_progress_bars_and_restores_them(monkeypatch, tmp_path):
+  """tfds's shuffle bar shows an ETA of hours for a build of minutes: no bars during
+  the build (start and end are logged), the caller's setting afterwards."""
+  from tensorflow_datasets.core.utils import tqdm_utils
+  seen = []
+  monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare",
+                      lambda self, **_: seen.append(tqdm_utils._active))  # pylint: disable=protected-access
+  tfds.display_progress_bar(True)
+  sm.build_if_missing("digits3_tiny", tmp_path)
+  assert seen == [False] and tqdm_utils._active  # pylint: disable=protected-access
