@@ -1,6 +1,6 @@
-"""Shared builder of the Something-Something / Kinetics model configs in `configs/`.
+"""Shared builder of the Something-Something model configs in `configs/`.
 
-Each `configs/smt_*.py` / `kinetics_*.py` calls `smt_config(arg, ...)` with its
+Each `configs/smt_*.py` calls `smt_config(arg, ...)` with its
 backbone and placements. `arg` is `get_config`'s argument:
 
   '' (default): the released model and hyper-parameters (spec §9.5): batch 2, Nesterov
@@ -14,7 +14,7 @@ backbone and placements. `arg` is `get_config`'s argument:
 
 `config.data` is read by `rstg_jax.data.smt_input` (through the task
 `rstg_jax.tasks.something_something`), `config.model` by
-`rstg_jax.models.smt_model.build_model`.
+`rstg_jax.models.classifiers.smt_model.build_model`.
 """
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ import dataclasses
 import ml_collections
 
 from rstg_configs import common
-from rstg_jax.models import resnet_video
-from rstg_jax.models import smt_model
-from rstg_jax.models.graph_config import GraphConfig
+from rstg_jax.models.backbones import resnet_video
+from rstg_jax.models.classifiers import smt_model
+from rstg_jax.models.graph.graph_config import GraphConfig
 
 VARIANTS = ("", "tiny")
 # Something-Something v1 training videos; the original ran 100 "epochs" of an

@@ -38,7 +38,7 @@ import dataclasses
 import ml_collections
 
 from rstg_configs import common
-from rstg_jax.models.graph_config import GraphConfig
+from rstg_jax.models.graph.graph_config import GraphConfig
 
 # 'conv3d' is head 'mean' on the 3-D-convolution backbone (temporal kernel 3).
 MODELS = ("rstg", "mean", "lstm", "convlstm", "conv3d")
@@ -53,7 +53,7 @@ def make_config(model: str, arg: str | None = None) -> ml_collections.ConfigDict
 
   m = ml_collections.ConfigDict()
   m.name = "syncmnist"
-  # 'rstg' | 'mean' | 'lstm' | 'convlstm' (see models/syncmnist_model.py)
+  # 'rstg' | 'mean' | 'lstm' | 'convlstm' (see models/classifiers/syncmnist_model.py)
   m.head = "mean" if model == "conv3d" else model
   m.num_classes = 46
   m.dtype = "float32"
@@ -64,7 +64,7 @@ def make_config(model: str, arg: str | None = None) -> ml_collections.ConfigDict
   # 1: 2-D convs (the paper); 3: every conv spans 3 frames (the 'conv3d' baseline).
   m.backbone.temporal_kernel = 3 if model == "conv3d" else 1
   m.backbone.input_scale = 1.0  # pixel factor: 1.0 = raw 0-255 (the paper)
-  # Every GraphConfig field (rstg_jax/models/graph_config.py), so any can be
+  # Every GraphConfig field (rstg_jax/models/graph/graph_config.py), so any can be
   # overridden from the command line; the paper's SyncMNIST values (spec §9.5:
   # configs/mnist_config.yaml). Used by head 'rstg' only. If node_feat_dim !=
   # backbone.width the graph gets dense projections in and out.

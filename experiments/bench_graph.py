@@ -24,8 +24,8 @@ import time
 import jax
 import jax.numpy as jnp
 
-from rstg_jax.models.graph_config import GraphConfig
-from rstg_jax.models.rstg_graph import RSTGGraph
+from rstg_jax.models.graph.graph_config import GraphConfig
+from rstg_jax.models.graph.rstg_graph import RSTGGraph
 from rstg_jax.tools import model_report
 
 SHAPES = {"paper": (8, 16), "small": (2, 8), "tiny": (2, 4)}  # (B, T); N = 14, K = 3

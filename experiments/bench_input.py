@@ -59,7 +59,7 @@ def _time_train_step(config, batch_size: int, reps: int) -> tuple[float, float]:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from rstg_jax.models import smt_model  # pylint: disable=g-import-not-at-top
+  from rstg_jax.models.classifiers import smt_model  # pylint: disable=g-import-not-at-top
   from rstg_jax.tools import model_report  # pylint: disable=g-import-not-at-top
   from rstg_jax.train import optimizers, steps  # pylint: disable=g-import-not-at-top
   from rstg_jax.train.train_state import TrainState  # pylint: disable=g-import-not-at-top

@@ -28,8 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rstg_jax.models import resnet_video
-from rstg_jax.models import smt_model
+from rstg_jax.models.backbones import resnet_video
+from rstg_jax.models.classifiers import smt_model
 from rstg_jax.tools import model_report
 from rstg_jax.train import optimizers
 from rstg_jax.train import steps

@@ -16,8 +16,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from rstg_jax.models.graph_config import GraphConfig
-from rstg_jax.models.rstg_graph import RSTGGraph
+from rstg_jax.models.graph.graph_config import GraphConfig
+from rstg_jax.models.graph.rstg_graph import RSTGGraph
 
 
 def temp_bytes(cfg: GraphConfig, batch: int, frames: int, dtype) -> int:

@@ -17,8 +17,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from rstg_jax import checkpointing
 from rstg_jax.data import multiview
+from rstg_jax.runtime import checkpointing
 from rstg_jax.train import init_from as init_from_lib
 
 

@@ -23,7 +23,8 @@ from absl import logging
 from ml_collections import config_flags
 
 from rstg_jax import config_check
-from rstg_jax import distributed
+from rstg_jax import log_filters
+from rstg_jax.runtime import distributed
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, e.g. configs/syncmnist_rstg.py:tiny.",
@@ -44,10 +45,10 @@ def main(argv: list[str]) -> None:
   # ...) is joined before anything starts JAX's backends.
   distributed.initialize_from_flags()
   from rstg_jax.train import loop  # pylint: disable=g-import-not-at-top
-  from rstg_jax.train import preemption  # pylint: disable=g-import-not-at-top
-  loop.quiet_library_logs()
+  from rstg_jax.runtime import preemption  # pylint: disable=g-import-not-at-top
+  log_filters.quiet_library_logs()
 
-  from rstg_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  from rstg_jax.runtime import checkpointing  # pylint: disable=g-import-not-at-top
   from rstg_jax.train import optimizers  # pylint: disable=g-import-not-at-top
   from rstg_jax.train import topk  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value
@@ -92,7 +93,14 @@ def main(argv: list[str]) -> None:
 
 
 def run() -> None:
-  """Console script `rstg-train`."""
+  """Console script `rstg-train`: the same command as `python -m rstg_jax.main`."""
+  script = sys.modules["__main__"]
+  if script is not sys.modules[__name__]:
+    # absl's --help prints __main__'s docstring and the flags of the module named
+    # sys.argv[0]; a console script has neither, so lend it this module's.
+    script.__doc__ = script.__doc__ or __doc__
+    for flag in flags.FLAGS.get_key_flags_for_module(__name__):
+      flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
   app.run(main, flags_parser=config_check.parse_flags)
 
 

@@ -197,8 +197,8 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from rstg_jax.data import predict_input  # pylint: disable=g-import-not-at-top
   predict_input.keep_tensorflow_off_accelerators()
-  from rstg_jax.train import loop  # pylint: disable=g-import-not-at-top
-  loop.quiet_library_logs()
+  from rstg_jax import log_filters  # pylint: disable=g-import-not-at-top
+  log_filters.quiet_library_logs()
   fl = flags.FLAGS
   config = fl.config
 

@@ -1,6 +1,6 @@
 """Streaming inference: frames in one at a time, a prediction after every frame.
 
-The whole-clip classifiers (`models/syncmnist_model.py`, `models/smt_model.py`) are
+The whole-clip classifiers (`models/classifiers/syncmnist_model.py`, `models/classifiers/smt_model.py`) are
 re-composed here step by step from the SAME variables, sliced per submodule:
 
   backbone on the new frame(s) -> node pooling -> one step of the graph's scan carry
@@ -32,11 +32,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rstg_jax.models import area_resize
-from rstg_jax.models import readouts
-from rstg_jax.models.graph_config import GraphConfig
-from rstg_jax.models.norms import tf_batch_norm
-from rstg_jax.models.rstg_graph import RSTGGraph, initial_carry, not_streamable_reason
+from rstg_jax.models.graph import area_resize
+from rstg_jax.models.graph import readouts
+from rstg_jax.models.graph.graph_config import GraphConfig
+from rstg_jax.models.graph.norms import tf_batch_norm
+from rstg_jax.models.graph.rstg_graph import RSTGGraph, initial_carry, not_streamable_reason
 
 
 class NotStreamableError(ValueError):
@@ -51,7 +51,7 @@ def reason_not_streamable(config) -> str | None:
       return (f"config.model.head={m.head!r}: --stream steps the RSTG graph's scan "
               "carry; use a head 'rstg' config (e.g. configs/syncmnist_rstg_causal.py)")
   elif config.task == "something_something":
-    from rstg_jax.models import smt_model  # pylint: disable=g-import-not-at-top
+    from rstg_jax.models.classifiers import smt_model  # pylint: disable=g-import-not-at-top
     places = smt_model.parse_places(m.place_graph, smt_model.GRAPH_PLACES, "place_graph")
     if places != ("final",):
       return (f"config.model.place_graph={m.place_graph!r}: streaming needs the graph "
@@ -176,7 +176,7 @@ class Streamer:
 
   def _mnist_step(self, variables, carry, node_sum, pooled_sum, frames, steps):
     m = self.model
-    from rstg_jax.models.simple_conv import SimpleConv  # pylint: disable=g-import-not-at-top
+    from rstg_jax.models.backbones.simple_conv import SimpleConv  # pylint: disable=g-import-not-at-top
     fmap = SimpleConv(width=m.backbone_width, input_scale=m.input_scale,
                       dtype=m.dtype).apply(_sub(variables, "backbone"), frames)
     carry, node_sum, vec = self._graph_step(
@@ -201,7 +201,7 @@ class Streamer:
     if jnp.issubdtype(frames.dtype, jnp.integer):
       x = (x - m.input_mean) / m.input_std
     feats = m.backbone.apply(_sub(variables, "backbone"), x, train=False)["res5"]
-    from rstg_jax.models.smt_model import _pool5  # pylint: disable=g-import-not-at-top
+    from rstg_jax.models.classifiers.smt_model import _pool5  # pylint: disable=g-import-not-at-top
     window = None if m.pool5_window is None else (1,) + tuple(m.pool5_window[1:])
     pooled = _pool5(feats, window)[:, 0]                           # [B, h, w, C]
     pooled_sum = pooled if pooled_sum is None else pooled_sum + pooled

@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 from rstg_jax import main as main_lib
-from rstg_jax import parallel
+from rstg_jax.runtime import parallel
 
 _OUT = os.environ.get("RSTG_TEST_OUT")
 _SIGTERM_AT = int(os.environ.get("RSTG_TEST_SIGTERM_AT_STEP", "0"))

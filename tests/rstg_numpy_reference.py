@@ -6,7 +6,7 @@ scan (only the layout constants, which have their own tests).
 """
 import numpy as np
 
-from rstg_jax.models import graph_layout
+from rstg_jax.models.graph import graph_layout
 
 
 def _np(tree):

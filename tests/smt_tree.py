@@ -8,7 +8,7 @@ import pathlib
 from rstg_configs import common as configs_common
 from rstg_datasets.smt_common import fake_tree as ft
 from rstg_datasets.something_something_v1 import SomethingSomethingV1
-from rstg_jax import checkpointing
+from rstg_jax.runtime import checkpointing
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 NAMES = ft.fake_class_names()

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 import pytest
 
-from rstg_jax import checkpointing, parallel
+from rstg_jax.runtime import checkpointing, parallel
 from rstg_jax.train.train_state import TrainState
 
 

@@ -10,11 +10,11 @@ import optax
 import pytest
 from PIL import Image
 
-from rstg_jax import checkpointing
-from rstg_jax.models import graph_layout
-from rstg_jax.models.graph_config import GraphConfig
-from rstg_jax.models.rstg_graph import RSTGGraph
 from rstg_jax.data import predict_input
+from rstg_jax.models.graph import graph_layout
+from rstg_jax.models.graph.graph_config import GraphConfig
+from rstg_jax.models.graph.rstg_graph import RSTGGraph
+from rstg_jax.runtime import checkpointing
 from rstg_jax.tools import explain
 from rstg_jax.tools import plot_run
 from rstg_jax.train.train_state import TrainState
@@ -79,7 +79,7 @@ def _tiny_syncmnist_config():
 
 
 def _save_checkpoint(config, workdir, video_shape):
-  from rstg_jax.models import syncmnist_model
+  from rstg_jax.models.classifiers import syncmnist_model
   model = syncmnist_model.build_model(config.model)
   v = model.init(jax.random.PRNGKey(0), np.zeros((1,) + video_shape, np.uint8), train=False)
   state = TrainState.create(apply_fn=model.apply, params=v["params"], tx=optax.sgd(0.1),

@@ -6,9 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rstg_jax.models.graph_block import RSTGBlock
-from rstg_jax.models.graph_config import GraphConfig
-from rstg_jax.models.rstg_graph import RSTGGraph
+from rstg_jax.models.graph.graph_block import RSTGBlock
+from rstg_jax.models.graph.graph_config import GraphConfig
+from rstg_jax.models.graph.rstg_graph import RSTGGraph
 
 SMT = GraphConfig()  # the released Something-Something graph: LN, dot, scalewise
 SYNCMNIST = GraphConfig(use_att="simple", scalewise_update=False, use_norm="none",

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from rstg_jax.models import area_resize, graph_layout
+from rstg_jax.models.graph import area_resize, graph_layout
 
 # Spec §2.3, row i lists the neighbours of node i ("." = 0), copied as text.
 SPEC_ADJACENCY = """

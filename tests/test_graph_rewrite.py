@@ -12,9 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rstg_jax.models.graph_config import GraphConfig
-from rstg_jax.models.rstg_graph import RSTGGraph
-from rstg_jax.models.space_stage import GatherLayerNorm
+from rstg_jax.models.graph.graph_config import GraphConfig
+from rstg_jax.models.graph.rstg_graph import RSTGGraph
+from rstg_jax.models.graph.space_stage import GatherLayerNorm
 import rstg_numpy_reference as ref
 
 D = 8

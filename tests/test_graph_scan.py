@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rstg_jax.models.graph_config import GraphConfig
-from rstg_jax.models.rstg_graph import RSTGGraph, initial_carry, not_streamable_reason
+from rstg_jax.models.graph.graph_config import GraphConfig
+from rstg_jax.models.graph.rstg_graph import RSTGGraph, initial_carry, not_streamable_reason
 import rstg_numpy_reference as ref
 
 D = 8

@@ -22,7 +22,8 @@ import tf_reference_forward as ref
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMT_CONFIGS = ("smt_c2d", "smt_c2d_rstg_final", "smt_i3d", "smt_i3d_rstg_final",
-               "smt_i3d_rstg_res3_res4", "smt_nonlocal", "kinetics_c2d", "kinetics_i3d")
+               "smt_i3d_rstg_res3_res4", "smt_nonlocal", "smt_c2d_from_kinetics",
+               "smt_i3d_from_kinetics")
 TOLERANCE = 1e-4
 
 
@@ -131,9 +132,9 @@ def config_name(config):
 # ------------------------------------------------------------------------ parity, tiny
 
 
-# kinetics_{c2d,i3d}:tiny build the same models as smt_{c2d,i3d}:tiny; they are run at
+# smt_{c2d,i3d}_from_kinetics:tiny build the same models as smt_{c2d,i3d}:tiny; they are run at
 # full size (slow) and through the Caffe2 tests.
-@pytest.mark.parametrize("name", [n for n in SMT_CONFIGS if not n.startswith("kinetics")])
+@pytest.mark.parametrize("name", [n for n in SMT_CONFIGS if not n.endswith("_from_kinetics")])
 def test_tiny_config_parity(tmp_path, name):
   check_parity(tmp_path, load(name, "tiny"))
 
@@ -230,7 +231,7 @@ def test_head_rows_reordered_to_label_ids(tmp_path):
 
 def test_output_resumes_as_a_training_state(tmp_path):
   """DIR/checkpoints restores into the TrainState the training loop builds."""
-  from rstg_jax import checkpointing
+  from rstg_jax.runtime import checkpointing
   from rstg_jax.train import loop
   config = load("smt_i3d_rstg_final", "tiny")
   prefix, _, _ = make_checkpoint(tmp_path, config)
@@ -259,7 +260,7 @@ def test_output_resumes_as_a_training_state(tmp_path):
 # ------------------------------------------------------------------------------ Caffe2
 
 
-@pytest.mark.parametrize("name", ("kinetics_i3d", "kinetics_c2d"))
+@pytest.mark.parametrize("name", ("smt_i3d_from_kinetics", "smt_c2d_from_kinetics"))
 def test_caffe2_backbone_import(tmp_path, name):
   config = load(name, "tiny")
   orig = original_for(config)
@@ -326,7 +327,7 @@ def test_checkpoint_of_another_model_lists_everything(tmp_path):
 
 
 def test_backbone_into_rstg_needs_allow_missing(tmp_path):
-  prefix, _, _ = make_checkpoint(tmp_path, load("kinetics_i3d", "tiny"))
+  prefix, _, _ = make_checkpoint(tmp_path, load("smt_i3d_from_kinetics", "tiny"))
   target = load("smt_i3d_rstg_final", "tiny")
   with pytest.raises(ic.CheckpointImportError, match="graph_final"):
     ic.import_checkpoint(target, prefix, None, print_fn=None)

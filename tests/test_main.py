@@ -55,6 +55,31 @@ def test_non_positive_num_train_steps_is_one_line_naming_the_field(tmp_path, ste
   assert not list(tmp_path.iterdir()), "nothing may start on a bad config"
 
 
+def _flag_lines(help_text: str) -> list[str]:
+  """The flag lines of absl's --help (without the module header line)."""
+  flag_part = help_text.split("\nflags:\n", 1)[1]
+  return [l for l in flag_part.splitlines() if l.startswith(" ")]
+
+
+def test_console_script_help_shows_the_flags_of_python_m(tmp_path):
+  """`rstg-train --help` (a pip console script: a __main__ without docstring or
+  flags) prints the same flags and usage text as `python -m rstg_jax.main --help`."""
+  script = tmp_path / "rstg-train"
+  # What pip writes for `console_scripts = rstg-train=rstg_jax.main:run`.
+  script.write_text("import re\nimport sys\nfrom rstg_jax.main import run\n"
+                    "if __name__ == '__main__':\n"
+                    "    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\n"
+                    "    sys.exit(run())\n")
+  console = subprocess.run([sys.executable, str(script), "--help"], cwd=_REPO,
+                           capture_output=True, text=True, timeout=120)
+  module = _run_main("--help")
+  flags_shown = _flag_lines(module.stdout)
+  assert any(l.startswith("  --config:") for l in flags_shown)
+  assert any(l.startswith("  --workdir:") for l in flags_shown)
+  assert _flag_lines(console.stdout) == flags_shown
+  assert "rstg-train ... (the same flags)" in console.stdout
+
+
 def test_override_check_unit():
   import ml_collections  # pylint: disable=g-import-not-at-top
   from rstg_jax import config_check  # pylint: disable=g-import-not-at-top

@@ -19,15 +19,15 @@ import pytest
 
 from rstg_configs import common as configs_common
 from rstg_datasets.sync_mnist import pair_labels
-from rstg_jax import checkpointing
 from rstg_jax import inference
-from rstg_jax import parallel
 from rstg_jax import predict
 from rstg_jax import streaming
 from rstg_jax.data import predict_input
 from rstg_jax.data import smt_input
-from rstg_jax.models import smt_model
-from rstg_jax.models import syncmnist_model
+from rstg_jax.models.classifiers import smt_model
+from rstg_jax.models.classifiers import syncmnist_model
+from rstg_jax.runtime import checkpointing
+from rstg_jax.runtime import parallel
 from rstg_jax.train import loop
 from rstg_jax.train import steps
 from rstg_jax.train.train_state import TrainState

@@ -9,14 +9,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rstg_jax.models import frozen_batch_norm
-from rstg_jax.models import resnet_video
-from rstg_jax.models import smt_model
-from rstg_jax.models.graph_block import RSTGBlock
-from rstg_jax.models.graph_config import GraphConfig
-from rstg_jax.models.nonlocal_block import NonLocalBlock
-from rstg_jax.models.video_conv import VideoConv
-from rstg_jax.tools import model_report
+from rstg_jax.models.backbones import batch_norm
+from rstg_jax.models.backbones import resnet_video
+from rstg_jax.models.backbones.nonlocal_block import NonLocalBlock
+from rstg_jax.models.backbones.video_conv import VideoConv
+from rstg_jax.models.classifiers import smt_model
+from rstg_jax.models.graph.graph_block import RSTGBlock
+from rstg_jax.models.graph.graph_config import GraphConfig
+import model_helpers
 
 FULL_CLIP = (1, 32, 224, 224, 3)
 # These tests are compile-bound on CPU: skip XLA's backend optimisations.
@@ -25,7 +25,7 @@ fast_jit = functools.partial(
 
 
 def _abstract_init(model, shape):
-  return model_report.abstract_variables(model, shape)
+  return model_helpers.abstract_variables(model, shape)
 
 
 def _shapes(tree):
@@ -38,9 +38,9 @@ def test_full_size_parameter_counts_and_names_match_the_original():
   c2d = _abstract_init(resnet_video.ResNetVideo(backbone="c2d"), FULL_CLIP)["params"]
   nl = _abstract_init(resnet_video.ResNetVideo(
       backbone="i3d", place_nonlocal=("res3", "res4")), FULL_CLIP)["params"]
-  assert model_report.count(i3d) / 1e6 == pytest.approx(27.22, abs=0.005)
-  assert model_report.count(c2d) / 1e6 == pytest.approx(23.51, abs=0.005)
-  assert (model_report.count(nl) - model_report.count(i3d)) / 1e6 == pytest.approx(
+  assert model_helpers.count(i3d) / 1e6 == pytest.approx(27.22, abs=0.005)
+  assert model_helpers.count(c2d) / 1e6 == pytest.approx(23.51, abs=0.005)
+  assert (model_helpers.count(nl) - model_helpers.count(i3d)) / 1e6 == pytest.approx(
       7.36, abs=0.005)
 
   s = _shapes(i3d)
@@ -147,7 +147,7 @@ def _nonlocal_reference(x, p, s, eps=1e-5):
 def test_nonlocal_block_is_identity_at_init_and_matches_reference():
   rng = np.random.default_rng(0)
   x = rng.normal(size=(2, 3, 4, 6, 8)).astype(np.float32)
-  block = NonLocalBlock(norm=frozen_batch_norm.backbone_norm("frozen", train=True))
+  block = NonLocalBlock(norm=batch_norm.backbone_norm("frozen", train=True))
   variables = fast_jit(block.init)(jax.random.key(0, impl="rbg"), x)
   forward = fast_jit(block.apply)
   np.testing.assert_array_equal(forward(variables, x), x)
@@ -195,6 +195,6 @@ def test_bad_settings_name_the_field():
     resnet_video.ResNetVideo(place_graph=("res3",)).init(
         jax.random.key(0), x, train=False)
   with pytest.raises(ValueError, match="bn_mode"):
-    frozen_batch_norm.backbone_norm("moving", train=True)
+    batch_norm.backbone_norm("moving", train=True)
   with pytest.raises(ValueError, match=r"\[B, T, H, W, C\]"):
     resnet_video.ResNetVideo().init(jax.random.key(0), x[0], train=False)

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rstg_jax.models.simple_conv import SimpleConv, max_pool_2x2
+from rstg_jax.models.backbones.simple_conv import SimpleConv, max_pool_2x2
 
 
 def _reference(params, video, scale=1.0):

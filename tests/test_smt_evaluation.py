@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from rstg_configs import common as configs_common
-from rstg_jax import checkpointing
 from rstg_jax.data import smt_input
-from rstg_jax.models import smt_model
+from rstg_jax.models.classifiers import smt_model
+from rstg_jax.runtime import checkpointing
 from rstg_jax.train import loop
 from rstg_jax.train.train_state import TrainState
 import subprocess_env

@@ -1,4 +1,4 @@
-"""The Something-Something / Kinetics configs and their classifiers (smt_model)."""
+"""The Something-Something configs and their classifiers (smt_model)."""
 from __future__ import annotations
 
 import functools
@@ -10,16 +10,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rstg_jax.models import smt_model
-from rstg_jax.models.graph_block import RSTGBlock
+from rstg_configs import common as configs_common
+from rstg_jax.models.classifiers import smt_model
+from rstg_jax.models.graph.graph_block import RSTGBlock
 from rstg_jax.tools import model_report
 from rstg_jax.train import optimizers
 from rstg_jax.train import steps
 from rstg_jax.train.train_state import TrainState
+import model_helpers
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), os.pardir, "configs")
 CONFIGS = ("smt_c2d", "smt_c2d_rstg_final", "smt_i3d", "smt_i3d_rstg_final",
-           "smt_i3d_rstg_res3_res4", "smt_nonlocal", "kinetics_c2d", "kinetics_i3d")
+           "smt_i3d_rstg_res3_res4", "smt_nonlocal", "smt_c2d_from_kinetics",
+           "smt_i3d_from_kinetics")
 RSTG_CONFIGS = ("smt_c2d_rstg_final", "smt_i3d_rstg_final", "smt_i3d_rstg_res3_res4")
 # These tests are compile-bound on CPU: skip XLA's backend optimisations (~30% faster).
 fast_jit = functools.partial(
@@ -37,31 +40,31 @@ EXPECTED = {
     "smt_i3d_rstg_res3_res4": {"backbone": I3D, "graph_res3": 7.88 + 0.001024,
                                "graph_res4": 8.93 + 0.002048},
     "smt_nonlocal": {"backbone": NL},
-    "kinetics_c2d": {"backbone": C2D},
-    "kinetics_i3d": {"backbone": I3D},
+    "smt_c2d_from_kinetics": {"backbone": C2D},
+    "smt_i3d_from_kinetics": {"backbone": I3D},
 }
 
 
 def load(name: str, arg: str = ""):
   path = os.path.join(CONFIG_DIR, f"{name}.py")
-  return model_report.load_config(path + (f":{arg}" if arg else ""))
+  return configs_common.get_config(path + (f":{arg}" if arg else ""))
 
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_full_size_config_builds_and_counts_match_spec(name):
   config = load(name)
   model = smt_model.build_model(config.model)
-  variables = model_report.abstract_variables(model, model_report.clip_shape(config))
+  variables = model_helpers.abstract_variables(model, model_helpers.clip_shape(config))
   parts = model_report.param_breakdown(variables["params"])
   want = dict(EXPECTED[name], head=HEAD)
   assert set(parts) == set(want) | {"total"}
   for part, millions in want.items():
     assert parts[part] / 1e6 == pytest.approx(millions, abs=0.006), part
-  assert model_report.count(variables["params"]) == parts["total"]
+  assert model_helpers.count(variables["params"]) == parts["total"]
 
 
 def _video(config, batch=2, seed=1):
-  shape = model_report.clip_shape(config, batch)
+  shape = model_helpers.clip_shape(config, batch)
   return jax.random.normal(jax.random.key(seed), shape, jnp.float32)
 
 
@@ -73,7 +76,7 @@ def _tiny_run(name: str, *, train_step: bool = True, **overrides):
 
   `overrides` set config fields, '__' separating levels (model__dtype='bfloat16').
   Runs are cached by the resulting config, so configs that are the same experiment
-  (kinetics_* and smt_*) share one.
+  (smt_*_from_kinetics and smt_*) share one.
   """
   config = load(name, "tiny")
   for path, value in overrides.items():
@@ -114,11 +117,11 @@ def tiny_run(name: str):
   return _tiny_run(name)
 
 
-def test_kinetics_configs_are_the_backbone_only_models():
-  """The released Kinetics configs build exactly the backbone-only C2D/I3D models
+def test_from_kinetics_configs_are_the_backbone_only_models():
+  """The configs of the released Kinetics checkpoints build exactly the backbone-only C2D/I3D models
   (so their tiny runs below are shared with smt_c2d / smt_i3d)."""
   for arg in ("", "tiny"):
-    for kin, smt in (("kinetics_c2d", "smt_c2d"), ("kinetics_i3d", "smt_i3d")):
+    for kin, smt in (("smt_c2d_from_kinetics", "smt_c2d"), ("smt_i3d_from_kinetics", "smt_i3d")):
       assert load(kin, arg).to_dict() == load(smt, arg).to_dict()
 
 
@@ -228,7 +231,7 @@ def test_bfloat16_compute_agrees_with_float32():
 def test_uint8_video_is_normalised_in_the_model():
   config = load("smt_c2d", "tiny")
   model = smt_model.build_model(config.model)
-  raw = jax.random.randint(jax.random.key(4), model_report.clip_shape(config, 2), 0,
+  raw = jax.random.randint(jax.random.key(4), model_helpers.clip_shape(config, 2), 0,
                            256).astype(jnp.uint8)
   variables = tiny_run("smt_c2d")["variables"]
   normalised = (raw.astype(jnp.float32) - 114.75) / 57.375

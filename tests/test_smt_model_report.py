@@ -9,9 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rstg_jax.models import smt_model
-from rstg_jax.models.video_conv import VideoConv
+from rstg_configs import common as configs_common
+from rstg_jax.models.backbones.video_conv import VideoConv
+from rstg_jax.models.classifiers import smt_model
 from rstg_jax.tools import model_report
+import model_helpers
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), os.pardir, "configs")
 
@@ -46,7 +48,7 @@ def test_i3d_flops_match_the_convolution_arithmetic():
   shapes: XLA counts the multiply-adds of kernel taps that fall inside the input (not
   on zero padding), so it must match that count (+ about 1% for BN, ReLU, pooling);
   counting every tap (the usual convention) gives 302.6 GFLOPs."""
-  config = model_report.load_config(os.path.join(CONFIG_DIR, "smt_i3d.py"))
+  config = configs_common.get_config(os.path.join(CONFIG_DIR, "smt_i3d.py"))
   row = model_report.report(config, "smt_i3d")
   every, inside = [], []
 
@@ -63,7 +65,7 @@ def test_i3d_flops_match_the_convolution_arithmetic():
 
   model = smt_model.build_model(config.model)
   with nn.intercept_methods(record):
-    model_report.abstract_variables(model, model_report.clip_shape(config))
+    model_helpers.abstract_variables(model, model_helpers.clip_shape(config))
   assert len(every) == 1 + 16 * 3 + 4          # conv1, 3 per block, 4 shortcuts
   assert sum(every) / 1e9 == pytest.approx(302.556, abs=0.001)
   conv = sum(inside) / 1e9
@@ -72,7 +74,7 @@ def test_i3d_flops_match_the_convolution_arithmetic():
 
 
 def test_table_lists_every_part():
-  rows = [model_report.report(model_report.load_config(
+  rows = [model_report.report(configs_common.get_config(
       os.path.join(CONFIG_DIR, f"{n}.py:tiny")), n)
           for n in ("smt_i3d", "smt_i3d_rstg_res3_res4")]
   table = model_report.format_table(rows).splitlines()

@@ -14,9 +14,9 @@ import pytest
 from rstg_configs import common as configs_common
 from rstg_datasets.smt_common import fake_tree as ft
 from rstg_datasets.something_something_v2 import SomethingSomethingV2
-from rstg_jax import parallel
 from rstg_jax import tasks as tasks_lib
 from rstg_jax.data import smt_input
+from rstg_jax.runtime import parallel
 from rstg_jax.train import init_from as init_from_lib
 from rstg_jax.train import loop
 import subprocess_env

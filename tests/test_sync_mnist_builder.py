@@ -5,6 +5,8 @@ import gzip
 import hashlib
 import itertools
 import os
+import subprocess
+import sys
 
 import numpy as np
 from PIL import Image
@@ -18,6 +20,8 @@ from rstg_datasets.sync_mnist import legacy_imresize
 from rstg_datasets.sync_mnist import pair_labels
 from rstg_datasets.sync_mnist.digit_pool import DigitPool
 from rstg_datasets.sync_mnist.sync_mnist import SyncMnistConfig
+import rstg_datasets
+import subprocess_env
 
 TINY_TRAIN, TINY_TEST = 512, 256
 
@@ -401,3 +405,50 @@ def test_cpu_settings_draw_only_their_classes_and_keep_paper_videos(tmp_path):
                         ({"output_size": 8}, "output_size")):
     with pytest.raises(ValueError, match=field):
       SyncMnistConfig(name="bad", **kwargs)
+
+
+# `python -m rstg_datasets.sync_mnist` with the build itself replaced by a print.
+_CLI = """
+import runpy, sys
+from rstg_datasets.sync_mnist import build
+def fake_build(config, data_dir, manual_dir=None):
+  print("BUILD", config, data_dir)
+build.build_if_missing = fake_build
+sys.argv = ["sync_mnist"] + sys.argv[1:]
+try:
+  runpy.run_module("rstg_datasets.sync_mnist", run_name="__main__")
+except AttributeError:  # the fake returns no builder to describe
+  pass
+"""
+
+
+@pytest.mark.parametrize("given", [False, True])
+def test_command_line_builds_into_tfds_data_dir_unless_told(tmp_path, given):
+  env = subprocess_env.without(("TFDS_DATA_DIR",), TFDS_DATA_DIR=str(tmp_path / "env"))
+  args = ["--config=digits3_tiny"] + ([f"--data_dir={tmp_path / 'flag'}"] if given else [])
+  out = subprocess.run([sys.executable, "-c", _CLI, *args], env=env, capture_output=True,
+                       text=True, timeout=300)
+  want = tmp_path / ("flag" if given else "env")
+  assert f"BUILD digits3_tiny {want}\n" in out.stdout, out.stderr[-2000:]
+
+
+def test_data_dir_rule(monkeypatch, tmp_path):
+  """Given, else $TFDS_DATA_DIR, else ~/tensorflow_datasets: the rule of the training
+  job's inputs and of the command line."""
+  monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "env"))
+  assert rstg_datasets.resolve_data_dir(tmp_path / "given") == str(tmp_path / "given")
+  assert rstg_datasets.resolve_data_dir(None) == str(tmp_path / "env")
+  monkeypatch.delenv("TFDS_DATA_DIR")
+  assert rstg_datasets.resolve_data_dir("") == os.path.expanduser("~/tensorflow_datasets")
+
+
+def test_build_shows_no_tfds_progress_bars_and_restores_them(monkeypatch, tmp_path):
+  """tfds's shuffle bar shows an ETA of hours for a build of minutes: no bars during
+  the build (start and end are logged), the caller's setting afterwards."""
+  from tensorflow_datasets.core.utils import tqdm_utils
+  seen = []
+  monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare",
+                      lambda self, **_: seen.append(tqdm_utils._active))  # pylint: disable=protected-access
+  tfds.display_progress_bar(True)
+  sm.build_if_missing("digits3_tiny", tmp_path)
+  assert seen == [False] and tqdm_utils._active  # pylint: disable=protected-access

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rstg_jax import parallel
+from rstg_jax.runtime import parallel
 from rstg_jax.train import eval_report, evaluate, metrics, topk
 
 

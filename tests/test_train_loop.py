@@ -11,9 +11,9 @@ import jax
 import numpy as np
 import pytest
 
-from rstg_jax import checkpointing
 from rstg_configs import syncmnist_common
 from rstg_jax.data import sync_mnist_input
+from rstg_jax.runtime import checkpointing
 from rstg_jax.train import loop
 
 _CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"

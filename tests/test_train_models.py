@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rstg_configs import syncmnist_common
-from rstg_jax.models import syncmnist_model
+from rstg_jax.models.classifiers import syncmnist_model
 
 _CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 
@@ -101,7 +101,7 @@ def test_conv3d_backbone_mixes_neighbouring_frames_only():
   assert model.head == "mean" and model.backbone_temporal_kernel == 3
   c = config("conv3d")
   c.model.backbone.width, c.model.backbone.num_stages = 4, 2
-  from rstg_jax.models.simple_conv import SimpleConv
+  from rstg_jax.models.backbones.simple_conv import SimpleConv
   net = SimpleConv(width=4, num_stages=2, temporal_kernel=3, input_scale=1 / 255)
   video = np.random.RandomState(0).randint(0, 256, (1, 8, 32, 32, 1)).astype(np.uint8)
   variables = net.init(jax.random.PRNGKey(0), video)
@@ -146,8 +146,8 @@ def test_space_only_graph_is_blind_to_frame_order():
 
 def test_time_only_graph_nodes_never_exchange_messages():
   """stages='time': a node's output depends on its own input only."""
-  from rstg_jax.models.graph_config import GraphConfig
-  from rstg_jax.models.rstg_graph import RSTGGraph
+  from rstg_jax.models.graph.graph_config import GraphConfig
+  from rstg_jax.models.graph.rstg_graph import RSTGGraph
   cfg = GraphConfig(node_feat_dim=6, message_dims=6, use_norm="none", stages="time")
   graph = RSTGGraph(cfg)
   nodes = np.random.RandomState(3).randn(1, 4, cfg.num_nodes, 6).astype(np.float32)
@@ -161,7 +161,7 @@ def test_time_only_graph_nodes_never_exchange_messages():
 
 
 def test_moment_pooling_locates_a_point_inside_its_node():
-  from rstg_jax.models import area_resize
+  from rstg_jax.models.graph import area_resize
   x = np.zeros((6, 6, 1), np.float32)
   x[1, 4, 0] = 1.0                      # row 1, column 4 of a 6x6 map
   nodes = np.asarray(area_resize.pool_to_nodes(x, (2, 1), moments=True))  # [5, 3]

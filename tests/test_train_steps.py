@@ -11,8 +11,8 @@ import optax
 import pytest
 
 from rstg_configs import syncmnist_common
-from rstg_jax import parallel
-from rstg_jax.models import syncmnist_model
+from rstg_jax.models.classifiers import syncmnist_model
+from rstg_jax.runtime import parallel
 from rstg_jax.tasks import sync_mnist_metrics
 from rstg_jax.train import losses, metrics, optimizers, steps
 from rstg_jax.train.train_state import TrainState

@@ -6,6 +6,7 @@ import time
 
 from absl import logging
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core.utils import tqdm_utils
 
 from rstg_datasets.sync_mnist import sync_mnist  # pylint: disable=unused-import  (registers the builder)
 
@@ -41,6 +42,14 @@ def build_if_missing(config_name: str, data_dir: str | os.PathLike, *,
   start = time.perf_counter()
   download_config = tfds.download.DownloadConfig(
       manual_dir=os.fspath(manual_dir) if manual_dir is not None else None)
-  builder.download_and_prepare(download_config=download_config)
+  # No tfds progress bars during this build: its shuffle bar takes its ETA from
+  # the generation phase (hours, for a build of minutes); the lines above and
+  # below say when the build starts and ends.
+  bars_were_on = getattr(tqdm_utils, "_active", True)
+  tfds.display_progress_bar(False)
+  try:
+    builder.download_and_prepare(download_config=download_config)
+  finally:
+    tfds.display_progress_bar(bars_were_on)
   logging.info("Built SyncMNIST %s in %.1f s", config_name, time.perf_counter() - start)
   return builder

@@ -15,7 +15,7 @@
 #   -g SECONDS  grace period between SIGTERM and SIGKILL when stopping (default 30)
 #
 # Each process gets JAX_COORDINATOR_ADDRESS=127.0.0.1:<free port>,
-# JAX_NUM_PROCESSES=N and JAX_PROCESS_ID=i (read by rstg_jax.distributed),
+# JAX_NUM_PROCESSES=N and JAX_PROCESS_ID=i (read by rstg_jax.runtime.distributed),
 # JAX_PLATFORMS=cpu and XLA_FLAGS=--xla_force_host_platform_device_count=K.
 # Output lines are prefixed with [p<i>].
 #

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Training on a Cloud TPU VM slice (one or many hosts): the same command runs
 # on every worker through `gcloud compute tpus tpu-vm ssh --worker=all`; JAX
-# finds the other workers from the TPU metadata (rstg_jax/distributed.py calls
+# finds the other workers from the TPU metadata (rstg_jax/runtime/distributed.py calls
 # jax.distributed.initialize() on a TPU VM). One process per host drives all
 # of its TPU chips.
 #

@@ -188,8 +188,9 @@ def _plot(results: dict, workdir: str, title: str) -> None:
 
 def main(argv):
   del argv
+  from rstg_jax import log_filters  # pylint: disable=g-import-not-at-top
   from rstg_jax.train import loop  # pylint: disable=g-import-not-at-top
-  loop.quiet_library_logs()
+  log_filters.quiet_library_logs()
   workdir = os.path.abspath(_WORKDIR.value)
   os.makedirs(workdir, exist_ok=True)
   results = {}

@@ -54,7 +54,7 @@ def _config():
 def main(argv):
   del argv
   from rstg_jax.data.sync_mnist_input import load_builder  # pylint: disable=g-import-not-at-top
-  from rstg_jax.models.syncmnist_model import build_model  # pylint: disable=g-import-not-at-top
+  from rstg_jax.models.classifiers.syncmnist_model import build_model  # pylint: disable=g-import-not-at-top
   from rstg_jax.train import optimizers  # pylint: disable=g-import-not-at-top
   c = _config()
   data = tfds.as_numpy(load_builder(c.data).as_dataset(split="train[:2000]", batch_size=-1))

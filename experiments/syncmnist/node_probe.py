@@ -42,7 +42,7 @@ def features(config, split: str, count: int):
   nodes+xy [V, T*14*3*3], pair [V]) of the synchronous videos among the first
   `count` of `split`."""
   from rstg_datasets.sync_mnist import digit_sources, generator  # pylint: disable=g-import-not-at-top
-  from rstg_jax.models import graph_layout  # pylint: disable=g-import-not-at-top
+  from rstg_jax.models.graph import graph_layout  # pylint: disable=g-import-not-at-top
   pool = digit_sources.load_digit_pool(config.digit_source, split)
   size = generator.CANVAS_SIZE
   boxes = graph_layout.region_boxes((3, 2, 1), size)

@@ -53,7 +53,7 @@ class PresenceNet(nn.Module):
 
   @nn.compact
   def __call__(self, frames: jnp.ndarray) -> jnp.ndarray:
-    from rstg_jax.models.simple_conv import SimpleConv  # pylint: disable=g-import-not-at-top
+    from rstg_jax.models.backbones.simple_conv import SimpleConv  # pylint: disable=g-import-not-at-top
     fmap = SimpleConv(width=self.width, num_stages=self.num_stages,
                       input_scale=self.input_scale, name="backbone")(frames)
     return nn.Dense(10, name="presence")(jnp.mean(fmap, axis=(1, 2, 3)))
@@ -78,7 +78,7 @@ def main(argv):
   if not _OUT.value:
     raise SystemExit("give --out=DIR")
   from rstg_datasets.sync_mnist import sync_mnist  # pylint: disable=g-import-not-at-top
-  from rstg_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  from rstg_jax.runtime import checkpointing  # pylint: disable=g-import-not-at-top
   from rstg_jax.data import sync_mnist_input  # pylint: disable=g-import-not-at-top
   from rstg_jax.train.train_state import TrainState  # pylint: disable=g-import-not-at-top
   import ml_collections  # pylint: disable=g-import-not-at-top

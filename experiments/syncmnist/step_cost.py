@@ -34,7 +34,7 @@ VIDEO_SHAPE = {"sync3_cpu": (10, 32, 32, 1), "digits3_cpu": (10, 32, 32, 1)}
 
 def main(argv):
   del argv
-  from rstg_jax.models import syncmnist_model  # pylint: disable=g-import-not-at-top
+  from rstg_jax.models.classifiers import syncmnist_model  # pylint: disable=g-import-not-at-top
   from rstg_jax.tools import model_report  # pylint: disable=g-import-not-at-top
   from rstg_jax.train import optimizers, steps  # pylint: disable=g-import-not-at-top
   from rstg_jax.train.train_state import TrainState  # pylint: disable=g-import-not-at-top
@@ -55,7 +55,7 @@ def main(argv):
   flops = model_report.xla_flops(step_fn, state, batch)
   total = config.num_train_steps
   print(f"{_CONFIG.value}: batch {batch_size} x {shape[1:]}, "
-        f"{model_report.count(variables['params']):,} parameters, {flops / 1e9:.1f} GFLOP "
+        f"{sum(x.size for x in jax.tree.leaves(variables['params'])):,} parameters, {flops / 1e9:.1f} GFLOP "
         f"per training step, {total:,} steps ({flops * total / 1e15:.1f} PFLOP in all)")
   peak = H100_PEAK[config.model.dtype]
   h100_s = flops / (peak * _MFU.value)

@@ -46,6 +46,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+import rstg_datasets
 from rstg_jax.data import multiview
 from rstg_jax.data import video_augment
 from rstg_jax.data import video_sampling
@@ -374,8 +375,7 @@ def load_builder(data_config) -> tfds.core.DatasetBuilder:
     raise DataError(f"config.data.name={data_config.name!r}: use "
                     f"{sorted(SHORT_NAMES)} or {sorted(SHORT_NAMES.values())}, "
                     "optionally with '/<builder config>'")
-  data_dir = os.path.expanduser(data_config.data_dir or os.environ.get(
-      "TFDS_DATA_DIR", "~/tensorflow_datasets"))
+  data_dir = rstg_datasets.resolve_data_dir(data_config.data_dir)
   builder = tfds.builder(name, data_dir=data_dir)
   if not builder.is_prepared():
     raise DataError(

@@ -25,6 +25,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+import rstg_datasets
+
 Batch = dict[str, np.ndarray]
 
 
@@ -168,15 +170,6 @@ class EvalInput:
     return self._padded().prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
 
 
-def resolve_data_dir(data_dir: str | None) -> str:
-  """config.data.data_dir, else $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
-  import os  # pylint: disable=g-import-not-at-top
-  if data_dir:
-    return os.path.abspath(os.path.expanduser(data_dir))
-  return os.path.abspath(os.path.expanduser(
-      os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")))
-
-
 def load_builder(data_cfg: Any):
   """The prepared SyncMNIST tfds builder of `config.data`, built if absent.
 
@@ -194,7 +187,7 @@ def load_builder(data_cfg: Any):
     raise ValueError(f"config.data.name={data_cfg.name!r}: this pipeline reads "
                      "'sync_mnist' only")
   from rstg_datasets import sync_mnist  # pylint: disable=g-import-not-at-top
-  data_dir = resolve_data_dir(data_cfg.data_dir)
+  data_dir = rstg_datasets.resolve_data_dir(data_cfg.data_dir)
   known = {c.name: c for c in sync_mnist.SyncMnist.BUILDER_CONFIGS}
   if data_cfg.config not in known:
     raise ValueError(f"config.data.config={data_cfg.config!r} is not one of "

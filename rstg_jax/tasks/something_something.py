@@ -1,7 +1,7 @@
 """Something-Something v1 / v2 (174 classes): the released C2D / I3D / Non-Local /
 RSTG models of the paper (spec §8, §9).
 
-Model: `rstg_jax.models.smt_model`; inputs: `rstg_jax.data.smt_input` over the
+Model: `rstg_jax.models.classifiers.smt_model`; inputs: `rstg_jax.data.smt_input` over the
 tfds builders (ArrayRecord, random access: exact resume). The periodic
 evaluation is the central crop of `config.data.eval_split`; the final report
 runs the protocol `config.data.eval_views` names ('1x1', '3x2' or the paper's
@@ -17,11 +17,11 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from rstg_jax import parallel
 from rstg_jax.data import multiview
 from rstg_jax.data import sliced_input
 from rstg_jax.data import smt_input
-from rstg_jax.models import smt_model
+from rstg_jax.models.classifiers import smt_model
+from rstg_jax.runtime import parallel
 from rstg_jax.tasks import base
 
 

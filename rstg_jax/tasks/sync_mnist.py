@@ -1,6 +1,6 @@
 """SyncMNIST: which two of the moving digits move in sync (46 classes, spec §10.1).
 
-Model: `rstg_jax.models.syncmnist_model` (SimpleConv + RSTG / mean / LSTM);
+Model: `rstg_jax.models.classifiers.syncmnist_model` (SimpleConv + RSTG / mean / LSTM);
 inputs: `rstg_jax.data.sync_mnist_input` over the tfds builder (generated when
 absent); extra metric: the synchronous-pair accuracy (`test_pair_top1`: the
 true pair against the other pairs of the digits present; 1/3 for a model blind
@@ -17,10 +17,10 @@ import jax
 from rstg_datasets.sync_mnist import pair_labels
 from rstg_jax.data import sliced_input
 from rstg_jax.data import sync_mnist_input
-from rstg_jax.models import syncmnist_model
+from rstg_jax.models.classifiers import syncmnist_model
+from rstg_jax.runtime import parallel
 from rstg_jax.tasks import base
 from rstg_jax.tasks import sync_mnist_metrics
-from rstg_jax import parallel
 
 
 class Task(base.Task):

@@ -457,9 +457,9 @@ def main(argv: Sequence[str]) -> None:
   from rstg_jax.data import predict_input  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
     raise SystemExit(f"unexpected arguments: {argv[1:]}")
-  from rstg_jax.train import loop  # pylint: disable=g-import-not-at-top
+  from rstg_jax import log_filters  # pylint: disable=g-import-not-at-top
   predict_input.keep_tensorflow_off_accelerators()
-  loop.quiet_library_logs()
+  log_filters.quiet_library_logs()
   f = flags.FLAGS
   try:
     out = run(f.config, f.checkpoint, f.input, f.out, graph=f.graph,

@@ -73,10 +73,10 @@ def _build_model(config: ml_collections.ConfigDict) -> BuiltModel:
   """The config's model and what its original names depend on.
 
   The one place that knows the config schema (SyncMNIST: configs/syncmnist_*.py,
-  Something-Something / Kinetics: configs/smt_*.py, kinetics_*.py).
+  Something-Something: configs/smt_*.py).
   """
   if config.task == "sync_mnist":
-    from rstg_jax.models import syncmnist_model  # pylint: disable=g-import-not-at-top
+    from rstg_jax.models.classifiers import syncmnist_model  # pylint: disable=g-import-not-at-top
     m = config.model
     problems = []
     if m.head != "rstg":
@@ -93,7 +93,7 @@ def _build_model(config: ml_collections.ConfigDict) -> BuiltModel:
     info = tf_names.ModelInfo("syncmnist", "simple", g.use_att, g.scalewise_update)
     return BuiltModel(syncmnist_model.build_model(m), info, (1, 10, 64, 64, 1),
                       bool(g.use_positional_emb))
-  from rstg_jax.models import smt_model  # pylint: disable=g-import-not-at-top
+  from rstg_jax.models.classifiers import smt_model  # pylint: disable=g-import-not-at-top
   m = config.model
   g = m.graph
   info = tf_names.ModelInfo("smt", m.backbone, g.use_att, g.scalewise_update)
@@ -113,8 +113,7 @@ def _make_tx(config: ml_collections.ConfigDict):
 
 
 def _flat(tree: Any) -> dict[str, Any]:
-  return {"/".join(k): v for k, v in flax.traverse_util.flatten_dict(
-      flax.core.unfreeze(tree)).items()}
+  return flax.traverse_util.flatten_dict(flax.core.unfreeze(tree), sep="/")
 
 
 def _init_fn(built: BuiltModel, seed: int):
@@ -379,7 +378,7 @@ def convert(built: BuiltModel, source: SourceTensors, *, seed: int = 0,
     if name not in source.shapes:
       errors.append(f"the model uses positional embeddings but the source has no {name}")
     else:
-      from rstg_jax.models import graph_layout  # pylint: disable=g-import-not-at-top
+      from rstg_jax.models.graph import graph_layout  # pylint: disable=g-import-not-at-top
       g = (built.model.graph)
       want = graph_layout.positional_embedding(g.num_scales, g.dim_map)
       have = source.get(name)
@@ -461,7 +460,7 @@ def format_table(result: ImportResult, source: SourceTensors) -> str:
 def write_import(out_dir: str, config: ml_collections.ConfigDict, built: BuiltModel,
                  result: ImportResult, source: SourceTensors) -> str:
   """Writes DIR/checkpoints/0 (a TrainState) and DIR/import_report.json."""
-  from rstg_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  from rstg_jax.runtime import checkpointing  # pylint: disable=g-import-not-at-top
   from rstg_jax.train.train_state import TrainState  # pylint: disable=g-import-not-at-top
   ckpt_dir = os.path.join(out_dir, "checkpoints")
   if os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir):
@@ -495,7 +494,7 @@ def write_import(out_dir: str, config: ml_collections.ConfigDict, built: BuiltMo
 
 def load_imported(out_dir: str) -> tuple[dict[str, Any], dict[str, Any]]:
   """({'params', 'batch_stats'} as numpy, the import report) of an imported DIR."""
-  from rstg_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  from rstg_jax.runtime import checkpointing  # pylint: disable=g-import-not-at-top
   ckpt = checkpointing.Checkpointer(os.path.join(out_dir, "checkpoints"),
                                     best_metric=None, async_save=False)
   items = ckpt.restore_arrays()

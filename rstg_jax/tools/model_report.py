@@ -1,7 +1,7 @@
-"""Parameter counts and FLOPs per clip of the Something-Something / Kinetics configs.
+"""Parameter counts and FLOPs per clip of the Something-Something configs.
 
   python -m rstg_jax.tools.model_report --config=configs/smt_i3d_rstg_final.py
-  python -m rstg_jax.tools.model_report --all            # every configs/{smt,kinetics}_*.py
+  python -m rstg_jax.tools.model_report --all            # every configs/smt_*.py
   python -m rstg_jax.tools.model_report --all --json     # JSON list
   python -m rstg_jax.tools.model_report --config=configs/smt_i3d.py:tiny
 
@@ -28,16 +28,16 @@ import ml_collections
 import numpy as np
 
 from rstg_configs import common as configs_common
-from rstg_jax.models import smt_model
+from rstg_jax.models.classifiers import smt_model
 
 FLAGS = flags.FLAGS
 
 
 def _define_flags():
-  # Only when run as a program: the module is also a library (tests, benchmarks).
+  # Only when run as a program: benchmarks import xla_flops / load_config.
   flags.DEFINE_multi_string(
       "config", [], "Config file(s), 'path' or 'path:arg' (e.g. configs/smt_i3d.py:tiny).")
-  flags.DEFINE_bool("all", False, "Report every configs/{smt,kinetics}_*.py.")
+  flags.DEFINE_bool("all", False, "Report every configs/smt_*.py.")
   flags.DEFINE_bool("json", False, "Print a JSON list instead of a table.")
   flags.DEFINE_string("config_dir", None,
                       "Folder searched by --all (default: the repository's configs/).")
@@ -48,30 +48,25 @@ GRAPH_PARTS = ("graph_res2", "graph_res3", "graph_res4", "graph_res5", "graph_fi
 
 
 def load_config(spec: str) -> ml_collections.ConfigDict:
-  """Loads 'path' or 'path:arg' the way ml_collections' config_flags does."""
-  path, _, arg = spec.partition(":")
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"config file {path!r} not found")
-  module = configs_common.load_config_file(path)
-  return module.get_config(arg) if arg else module.get_config()
+  """'path' or 'path:arg' (a bare name such as 'smt_i3d:tiny' is looked up in configs/)."""
+  return configs_common.get_config(spec)
 
 
 def default_config_dir() -> str:
-  here = os.path.dirname(os.path.abspath(__file__))
-  repo = os.path.dirname(os.path.dirname(here))
-  return os.path.join(repo, "configs")
+  return configs_common.CONFIG_DIR
 
 
 def all_config_paths(config_dir: str | None = None) -> list[str]:
   config_dir = config_dir or default_config_dir()
-  paths = sorted(glob.glob(os.path.join(config_dir, "smt_*.py"))
-                 + glob.glob(os.path.join(config_dir, "kinetics_*.py")))
+  paths = sorted(glob.glob(os.path.join(config_dir, "smt_*.py")))
+  paths = [p for p in paths  # smt_common.py is shared, not an experiment
+           if os.path.splitext(os.path.basename(p))[0] not in configs_common.SHARED_MODULES]
   if not paths:
-    raise FileNotFoundError(f"no smt_*.py / kinetics_*.py configs in {config_dir!r}")
+    raise FileNotFoundError(f"no smt_*.py configs in {config_dir!r}")
   return paths
 
 
-def count(tree: Any) -> int:
+def _count(tree: Any) -> int:
   return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(tree)))
 
 
@@ -85,18 +80,18 @@ def param_breakdown(params: Mapping[str, Any]) -> dict[str, int]:
   for name in GRAPH_PARTS:
     tree = backbone.pop(name, None) if name != "graph_final" else params.get(name)
     if tree is not None:
-      parts[name] = count(tree)
-  parts = {"backbone": count(backbone), **parts, "head": count(params.get("pred", {}))}
-  parts["total"] = count(params)
+      parts[name] = _count(tree)
+  parts = {"backbone": _count(backbone), **parts, "head": _count(params.get("pred", {}))}
+  parts["total"] = _count(params)
   return parts
 
 
-def clip_shape(config: Mapping[str, Any], batch: int = 1) -> tuple[int, ...]:
+def _clip_shape(config: Mapping[str, Any], batch: int = 1) -> tuple[int, ...]:
   ds = config["data"]
   return (batch, ds["num_frames"], ds["image_size"], ds["image_size"], 3)
 
 
-def abstract_variables(model, shape) -> Any:
+def _abstract_variables(model, shape) -> Any:
   video = jax.ShapeDtypeStruct(shape, jnp.float32)
   return jax.eval_shape(lambda v: model.init(jax.random.key(0), v, train=False), video)
 
@@ -132,8 +127,8 @@ def xla_flops(fn: Callable[..., Any], *args: Any) -> float:
 def report(config: Mapping[str, Any], name: str = "") -> dict[str, Any]:
   """Parameters (by part) and forward GFLOPs per clip of one config."""
   model = smt_model.build_model(config["model"])
-  shape = clip_shape(config)
-  variables = abstract_variables(model, shape)
+  shape = _clip_shape(config)
+  variables = _abstract_variables(model, shape)
   video = jax.ShapeDtypeStruct(shape, jnp.float32)
   flops = xla_flops(lambda v, x: model.apply(v, x, train=False), variables, video)
   parts = param_breakdown(variables["params"])

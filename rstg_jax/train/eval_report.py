@@ -62,8 +62,7 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray,
   correct = topk_correct(logits, labels, 1)
   count = np.bincount(labels, minlength=num_classes)
   hits = np.bincount(labels, weights=correct, minlength=num_classes)
-  with np.errstate(invalid="ignore", divide="ignore"):
-    per_class = np.where(count > 0, hits / np.maximum(count, 1), np.nan)
+  per_class = topk.per_class_accuracy(hits, count)
   return {
       "top1": float(np.mean(correct)),
       "top5": float(np.mean(topk_correct(logits, labels, min(5, num_classes)))),

@@ -7,7 +7,7 @@ import jax
 from jax.sharding import Mesh
 import numpy as np
 
-from rstg_jax import parallel
+from rstg_jax.runtime import parallel
 from rstg_jax.train import topk
 
 

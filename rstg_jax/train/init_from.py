@@ -25,7 +25,7 @@ from typing import Any
 from flax import traverse_util
 import numpy as np
 
-from rstg_jax import checkpointing
+from rstg_jax.runtime import checkpointing
 
 HEAD_PREFIXES = ("pred/",)  # re-initialised when the class count differs
 

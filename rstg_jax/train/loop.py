@@ -46,10 +46,10 @@ from jax.sharding import Mesh
 import ml_collections
 import numpy as np
 
-from rstg_jax import checkpointing
 from rstg_jax import config_check
-from rstg_jax import parallel
 from rstg_jax import tasks as tasks_lib
+from rstg_jax.runtime import checkpointing
+from rstg_jax.runtime import parallel
 from rstg_jax.train import evaluate as evaluate_lib
 from rstg_jax.train import init_from as init_from_lib
 from rstg_jax.train import metrics as metrics_lib
@@ -58,25 +58,6 @@ from rstg_jax.train import steps as steps_lib
 from rstg_jax.train.train_state import TrainState
 
 MODES = ("train", "eval")
-
-
-class _QuietLibraries:
-  """absl log filter: drops INFO lines of chatty libraries (Orbax logs ~40 per save)."""
-
-  _PREFIXES = ("orbax", "tensorflow_datasets", "grain")
-
-  def filter(self, record) -> bool:
-    if record.levelno >= 30:  # WARNING and above always pass
-      return True
-    name = record.pathname.replace(os.sep, "/")
-    return not any(f"/{p}/" in name for p in self._PREFIXES)
-
-
-def quiet_library_logs() -> None:
-  """For entry points: hide INFO logs of Orbax, tfds and grain (warnings still show)."""
-  handler = logging.get_absl_handler()
-  if not any(isinstance(f, _QuietLibraries) for f in handler.filters):
-    handler.addFilter(_QuietLibraries())
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -297,8 +278,10 @@ def set_up(config: ml_collections.ConfigDict, workdir: str, *, mesh: Mesh | None
           apply_fn=model.apply, params=p, tx=tx, batch_stats=s),
           out_shardings=repl)(params, stats)
 
-  writer = metric_writers.create_default_writer(
-      workdir, just_logging=jax.process_index() != 0, asynchronous=True)
+  # Process 0 writes (TensorBoard and log lines); the others would only repeat
+  # its lines (the metrics are global), so they write nothing.
+  writer = (metric_writers.create_default_writer(workdir, asynchronous=True)
+            if jax.process_index() == 0 else metric_writers.MultiWriter([]))
   host_params = jax.device_get(state.params)
   run = Run(
       config=config, workdir=workdir, task=task, mesh=mesh, state=state,
@@ -407,9 +390,11 @@ def train(run: Run, *, stop_at_step: int | None = None,
   config = run.config
   num_steps = int(config.num_train_steps)
   guard = _FiniteGuard(_non_finite_handler(run))
+  # Progress lines (steps/s, ETA) from process 0 only; elsewhere it never fires.
   report = periodic_actions.ReportProgress(
-      num_train_steps=num_steps, writer=run.writer if run.is_main else None,
-      every_secs=config.progress_every_secs)
+      num_train_steps=num_steps if run.is_main else None,
+      writer=run.writer if run.is_main else None,
+      every_secs=config.progress_every_secs if run.is_main else None)
   eval_every = int(config.eval_every_steps)
   ckpt_every = int(config.checkpoint.every_steps)
   log_every = max(1, int(config.log_every_steps))

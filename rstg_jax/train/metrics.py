@@ -108,10 +108,7 @@ class PerClassAccuracy(metrics.Metric):
                       total=self.total + other.total)
 
   def compute(self) -> Any:
-    correct = np.asarray(self.correct, np.float64)
-    total = np.asarray(self.total, np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-      return np.where(total > 0, correct / np.maximum(total, 1), np.nan)
+    return topk.per_class_accuracy(self.correct, self.total)
 
 
 @flax.struct.dataclass

@@ -1,4 +1,4 @@
-"""Pure train and eval steps (jit and shardings are added by rstg_jax.parallel).
+"""Pure train and eval steps (jit and shardings are added by rstg_jax.runtime.parallel).
 
 Batches are dicts: `video` [B, T, H, W, C] (uint8 or float, 0-255), `label`
 [B] int32 and, for evaluation, `mask` [B] float32 (0 marks padding) plus

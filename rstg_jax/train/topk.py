@@ -1,4 +1,4 @@
-"""Top-k correctness, the one rule used by every metric (jnp and numpy).
+"""Top-k and per-class accuracy, the one rule used by every metric (jnp and numpy).
 
 A label counts as within the top k only if
 
@@ -38,6 +38,14 @@ def topk_correct(logits: Any, labels: Any, k: int, *, xp: Any = np) -> Any:
   equal_others = xp.sum(logits == true, axis=-1) - 1                # minus itself
   has_nan = xp.any(xp.isnan(logits), axis=-1)
   return (larger + equal_others < k) & ~has_nan
+
+
+def per_class_accuracy(correct: Any, total: Any) -> np.ndarray:
+  """[C] float64 correct / total per class; NaN for a class without examples."""
+  correct = np.asarray(correct, np.float64)
+  total = np.asarray(total, np.float64)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return np.where(total > 0, correct / np.maximum(total, 1), np.nan)
 
 
 def non_finite_rows(logits: Any, *, xp: Any = np) -> Any:

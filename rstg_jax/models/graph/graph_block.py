@@ -11,9 +11,9 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from rstg_jax.models import area_resize, readouts
-from rstg_jax.models.graph_config import GraphConfig
-from rstg_jax.models.rstg_graph import RSTGGraph
+from rstg_jax.models.graph import area_resize, readouts
+from rstg_jax.models.graph.graph_config import GraphConfig
+from rstg_jax.models.graph.rstg_graph import RSTGGraph
 
 READOUTS = ("vec", "map")
 

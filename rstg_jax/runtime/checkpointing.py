@@ -31,14 +31,27 @@ import datetime
 import json
 import os
 import re
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from absl import logging
 import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocm
 
-from rstg_jax.train.train_state import TrainState
+
+class Checkpointable(Protocol):
+  """What a checkpoint needs of a training state (rstg_jax.train.train_state.TrainState
+  has it); this module never imports train/."""
+  step: Any
+
+  def checkpoint_items(self) -> dict[str, Any]:
+    """The arrays to save, as a plain dict."""
+
+  def replace_from_checkpoint(self, items: dict[str, Any]) -> Any:
+    """A copy with the arrays of `checkpoint_items()` replaced by restored ones."""
+
+
+State = TypeVar("State", bound=Checkpointable)
 
 
 class CheckpointMismatchError(ValueError):
@@ -102,16 +115,9 @@ def abstract_state(state_shapes: Any, sharding: jax.sharding.Sharding) -> Any:
       state_shapes)
 
 
-def _key_name(k: Any) -> str:
-  for attr in ("key", "idx", "name"):
-    if hasattr(k, attr):
-      return str(getattr(k, attr))
-  return str(k)
-
-
 def _shapes_of_template(tree: Any) -> dict[str, tuple[int, ...]]:
   flat, _ = jax.tree_util.tree_flatten_with_path(tree)
-  return {"/".join(_key_name(k) for k in path): tuple(leaf.shape)
+  return {jax.tree_util.keystr(path, simple=True, separator="/"): tuple(leaf.shape)
           for path, leaf in flat}
 
 
@@ -194,7 +200,7 @@ class Checkpointer:
   def all_steps(self) -> list[int]:
     return list(self._manager.all_steps())
 
-  def save(self, state: TrainState, meta: dict[str, Any],
+  def save(self, state: Checkpointable, meta: dict[str, Any],
            metrics: dict[str, float] | None = None) -> None:
     """Saves `state` at its own step (no-op if that step exists)."""
     step = int(jax.device_get(state.step))
@@ -207,7 +213,7 @@ class Checkpointer:
             meta=ocp.args.JsonSave(meta)),
         metrics=metrics, force=True)
 
-  def check_compatible(self, template: TrainState, step: int) -> None:
+  def check_compatible(self, template: State, step: int) -> None:
     """Raises CheckpointMismatchError if `step` does not fit `template`."""
     saved_tree = self._manager.item_metadata(step)["state"]
     saved_tree = getattr(saved_tree, "tree", saved_tree)
@@ -220,12 +226,12 @@ class Checkpointer:
           f"different model or optimiser: {problem}. Use another --workdir, or "
           "delete the old checkpoints to start afresh.")
 
-  def restore(self, template: TrainState, step: int | None = None
-              ) -> tuple[TrainState, dict[str, Any]]:
+  def restore(self, template: State, step: int | None = None
+              ) -> tuple[State, dict[str, Any]]:
     """Restores `step` (default: the newest that reads) into `template`.
 
     Args:
-      template: a TrainState whose leaves are jax.ShapeDtypeStruct with
+      template: a state (e.g. TrainState) whose leaves are jax.ShapeDtypeStruct with
         shardings (see `abstract_state`) or concrete arrays.
       step: which step; None: the latest, falling back to the newest earlier
         step that restores cleanly when it is damaged (the damaged steps are
@@ -283,8 +289,8 @@ class Checkpointer:
   def _step_dir(self, step: int) -> str:
     return os.path.join(self.directory, str(step))
 
-  def _restore_step(self, template: TrainState, step: int
-                    ) -> tuple[TrainState, dict[str, Any]]:
+  def _restore_step(self, template: State, step: int
+                    ) -> tuple[State, dict[str, Any]]:
     self.check_compatible(template, step)
     target = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,

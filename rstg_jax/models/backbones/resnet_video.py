@@ -23,11 +23,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from rstg_jax.models.frozen_batch_norm import backbone_norm
-from rstg_jax.models.graph_block import RSTGBlock
-from rstg_jax.models.graph_config import GraphConfig
-from rstg_jax.models.nonlocal_block import NonLocalBlock
-from rstg_jax.models.video_conv import VideoConv
+from rstg_jax.models.backbones.batch_norm import backbone_norm
+from rstg_jax.models.backbones.nonlocal_block import NonLocalBlock
+from rstg_jax.models.backbones.video_conv import VideoConv
+from rstg_jax.models.graph.graph_block import RSTGBlock
+from rstg_jax.models.graph.graph_config import GraphConfig
 
 STAGES = ("res2", "res3", "res4", "res5")
 BACKBONES = ("c2d", "i3d")
@@ -131,7 +131,7 @@ class ResNetVideo(nn.Module):
     place_graph: stages holding an RSTG-to-map graph after their second-to-last block.
     graph: settings of those graphs (each placement has its own parameters).
     graph_residual_norm: the zero-initialised norm on each graph branch ('LN', 'BN').
-    bn_mode: 'frozen' (original) or 'train'; see `frozen_batch_norm`.
+    bn_mode: 'frozen' (original) or 'train'; see `batch_norm`.
     remat_stages: stages whose blocks are rematerialised in the backward pass.
     dtype: compute dtype; parameters stay float32.
   """

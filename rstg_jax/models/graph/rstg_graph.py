@@ -14,10 +14,10 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from rstg_jax.models import time_stage
-from rstg_jax.models.graph_config import GraphConfig
-from rstg_jax.models.norms import make_norm, tf_batch_norm
-from rstg_jax.models.space_stage import SpaceStage, dense
+from rstg_jax.models.graph import time_stage
+from rstg_jax.models.graph.graph_config import GraphConfig
+from rstg_jax.models.graph.norms import make_norm, tf_batch_norm
+from rstg_jax.models.graph.space_stage import SpaceStage, dense
 
 # One internal state per iteration that runs the time stage, then the external one.
 Carry = tuple[time_stage.LSTMState, ...]

@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from rstg_jax.models.video_conv import VideoConv
+from rstg_jax.models.backbones.video_conv import VideoConv
 
 # video-nonlocal-net initialises the block's convolutions with N(0, 0.01).
 _CONV_INIT = nn.initializers.normal(stddev=0.01)
@@ -26,7 +26,7 @@ class NonLocalBlock(nn.Module):
   original's `nonlocal_conv3_1_theta` is this module's path joined by '_'.
 
   Attributes:
-    norm: BatchNorm factory (see `frozen_batch_norm.backbone_norm`).
+    norm: BatchNorm factory (see `batch_norm.backbone_norm`).
     inner_dim: embedding width; None means C // 2 (the original).
     dtype: compute dtype (parameters stay float32).
   """

@@ -26,9 +26,9 @@ from typing import Any, Mapping
 import flax.linen as nn
 import jax.numpy as jnp
 
-from rstg_jax.models.graph_config import GraphConfig
-from rstg_jax.models.norms import tf_batch_norm
-from rstg_jax.models.simple_conv import SimpleConv
+from rstg_jax.models.backbones.simple_conv import SimpleConv
+from rstg_jax.models.graph.graph_config import GraphConfig
+from rstg_jax.models.graph.norms import tf_batch_norm
 
 HEADS = ("rstg", "mean", "lstm", "convlstm")
 COMBINES = ("serial", "plus")
@@ -92,7 +92,7 @@ class SyncMNISTClassifier(nn.Module):
       # Imported here so the baselines work without the graph modules.
       if self.combine not in COMBINES:
         raise ValueError(f"combine {self.combine!r} is not one of {COMBINES}")
-      from rstg_jax.models.graph_block import RSTGBlock  # pylint: disable=g-import-not-at-top
+      from rstg_jax.models.graph.graph_block import RSTGBlock  # pylint: disable=g-import-not-at-top
       feats = RSTGBlock(
           graph=self.graph, readout="vec",
           project=(self.graph.node_feat_dim != self.backbone_width

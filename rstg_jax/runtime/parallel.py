@@ -15,16 +15,22 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 import jax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
 DATA_AXIS = "data"
 
 
 def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-  """A 1-D mesh over `devices` (default: all devices of all processes)."""
+  """A 1-D mesh over `devices` (default: all devices of all processes).
+
+  `jax.make_mesh` orders the devices for the hardware (a ring on TPU). Its axes are
+  `Auto` here (its default became `Explicit`): shardings come from the jit's
+  in/out_shardings, not from the array types.
+  """
   devices = list(jax.devices() if devices is None else devices)
-  return Mesh(np.asarray(devices), (DATA_AXIS,))
+  return jax.make_mesh((len(devices),), (DATA_AXIS,), axis_types=(AxisType.Auto,),
+                       devices=devices)
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

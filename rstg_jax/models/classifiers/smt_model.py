@@ -18,9 +18,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from rstg_jax.models import resnet_video
-from rstg_jax.models.graph_block import RSTGBlock
-from rstg_jax.models.graph_config import GraphConfig
+from rstg_jax.models.backbones import resnet_video
+from rstg_jax.models.graph.graph_block import RSTGBlock
+from rstg_jax.models.graph.graph_config import GraphConfig
 
 GRAPH_PLACES = resnet_video.GRAPH_STAGES + ("final",)
 COMB_TYPES = ("plus", "serial")

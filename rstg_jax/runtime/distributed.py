@@ -20,6 +20,12 @@ How the job is found (`--distributed=auto`, the default), first match wins:
 `--distributed=on` always initialises (JAX auto-detects whatever is not given)
 and `--distributed=off` never does.
 
+JAX's own cluster detection fills in the coordinator, process count and rank
+under SLURM, Open MPI and Cloud TPU once `jax.distributed.initialize()` runs;
+what it has no public answer for is whether to call it at all (a one-task SLURM
+step or a single TPU host is not a job to join), and that is all this module
+decides.
+
 On CPU the processes exchange data through gloo collectives
 (`jax_cpu_collectives_implementation`); set here before initialisation so
 that several CPU processes on one machine form a real multi-process job, as
@@ -215,14 +221,13 @@ def initialize(spec: JobSpec, *, timeout_s: int = 300) -> bool:
     RuntimeError: JAX's backends already started in this process.
   """
   import jax  # pylint: disable=g-import-not-at-top
-  from jax._src import distributed as jax_distributed  # pylint: disable=g-import-not-at-top
   if spec.source is None:
     return False
-  if getattr(jax_distributed.global_state, "client", None) is not None:
+  if jax.distributed.is_initialized():
     logging.info("jax.distributed is already initialised")
     return True
   _use_cpu_collectives()
-  # SIGTERM belongs to rstg_jax.train.preemption (see why there); JAX's
+  # SIGTERM belongs to rstg_jax.runtime.preemption (see why there); JAX's
   # pre-emption service would install its own C++ handler over it.
   jax.config.update("jax_enable_preemption_service", False)
   logging.info("Joining a multi-process JAX job (%s): coordinator %s, %s "
@@ -242,7 +247,7 @@ def initialize(spec: JobSpec, *, timeout_s: int = 300) -> bool:
     if "must be called before" in str(e):
       raise RuntimeError(
           "jax.distributed must be initialised before any JAX computation or "
-          "jax.devices() call: call rstg_jax.distributed.initialize_from_flags() "
+          "jax.devices() call: call rstg_jax.runtime.distributed.initialize_from_flags() "
           "first thing in main") from e
     raise
   logging.info("Process %d of %d; %d local and %d global devices",

@@ -6,9 +6,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from rstg_jax.models import area_resize
-from rstg_jax.models.norms import tf_batch_norm
-from rstg_jax.models.tf_layer_norm import TFLayerNorm
+from rstg_jax.models.graph import area_resize
+from rstg_jax.models.graph.norms import tf_batch_norm, tf_layer_norm
 
 
 def to_vec(out: jnp.ndarray) -> jnp.ndarray:
@@ -37,8 +36,7 @@ class ResidualNorm(nn.Module):
     if self.kind == "none":
       return y
     if self.kind == "LN":
-      y = TFLayerNorm(num_axes=self.num_axes, use_scale=False, dtype=self.dtype,
-                      name="after_graph_ln")(y)
+      y = tf_layer_norm("after_graph_ln", self.num_axes, self.dtype, use_scale=False)(y)
       scale = self.param("after_graph_ln_scale", nn.initializers.zeros, (y.shape[-1],),
                          jnp.float32)
       return y * scale.astype(y.dtype)

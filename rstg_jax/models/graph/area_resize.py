@@ -14,7 +14,7 @@ from fractions import Fraction
 import jax.numpy as jnp
 import numpy as np
 
-from rstg_jax.models import graph_layout
+from rstg_jax.models.graph import graph_layout
 
 
 @functools.lru_cache(maxsize=None)

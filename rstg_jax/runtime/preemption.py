@@ -22,7 +22,7 @@ Why not JAX's own pre-emption sync points
 on a step through the coordination service in the background, and with short
 steps one process can pass the agreed step before learning it; in our tests a
 two-process job then had one process stop and the other hang. The
-all-reduce cannot disagree. `rstg_jax.distributed` therefore turns JAX's
+all-reduce cannot disagree. `rstg_jax.runtime.distributed` therefore turns JAX's
 pre-emption service (and its C++ SIGTERM handler) off.
 
 Signals outside the `with` block keep their default behaviour (terminate).
@@ -37,8 +37,9 @@ from typing import Any
 from absl import logging
 import jax
 import jax.numpy as jnp
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
+
+from rstg_jax.runtime import parallel
 
 MODES = ("auto", "local", "collective")
 
@@ -104,9 +105,9 @@ class PreemptionWatcher:
   def _all_reduce_flags(self) -> jax.Array:
     """Dispatches max over every device of this process's flag (async)."""
     if self._reduce is None:
-      mesh = Mesh(np.asarray(jax.devices()), ("all",))
-      self._sharding = NamedSharding(mesh, P("all"))
-      self._reduce = jax.jit(jnp.max, out_shardings=NamedSharding(mesh, P()))
+      mesh = parallel.make_mesh()
+      self._sharding = parallel.batch_sharding(mesh)
+      self._reduce = jax.jit(jnp.max, out_shardings=parallel.replicated(mesh))
     local = np.full((jax.local_device_count(),), int(self.received), np.int32)
     return self._reduce(
         jax.make_array_from_process_local_data(self._sharding, local))

@@ -12,9 +12,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from rstg_jax.models import graph_layout
-from rstg_jax.models.graph_config import GraphConfig
-from rstg_jax.models.norms import make_norm
+from rstg_jax.models.graph import graph_layout
+from rstg_jax.models.graph.graph_config import GraphConfig
+from rstg_jax.models.graph.norms import make_norm
 
 # TF layers default to Glorot-uniform kernels and zero biases.
 KERNEL_INIT = nn.initializers.glorot_uniform()
@@ -87,7 +87,7 @@ class GatherLayerNorm(nn.Module):
 
   exact up to float rounding whatever alpha is, as long as alpha does not depend on y
   (true of every attention kind here). Statistics in float32 (float64 under float64),
-  two-pass variance, as TFLayerNorm.
+  two-pass variance, as norms.tf_layer_norm.
   """
   epsilon: float = 1e-12
   dtype: Any = jnp.float32

@@ -1,0 +1,1 @@
+"""The Recurrent Space-time Graph (RSTG, spec §2-§7)."""
