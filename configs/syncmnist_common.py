@@ -141,25 +141,9 @@ def make_config(model: str, arg: str | None = None) -> ml_collections.ConfigDict
     m.graph.use_norm = "LN"
     m.graph.image_dim = 32
     m.lstm.units = 32
-    d.config = "sync3_cpu"
-    d.shuffle_buffer = 0
-    d.cache = True
-    c.batch_size = 16
-    c.eval_batch_size = 200
-    c.loss_reduction = "mean"
-    c.optimizer.name = "adam"
-    c.optimizer.learning_rate = 3e-3
-    c.optimizer.schedule = "warmup_cosine"
-    c.optimizer.warmup_steps = 50
-    c.optimizer.end_lr_factor = 0.1
-    c.optimizer.grad_clip_norm = 5.0
     c.optimizer.graph_lr_factor = 0.1
-    c.num_train_steps = 1500
-    c.log_every_steps = 25
-    c.progress_every_secs = 30.0
-    c.eval_every_steps = 250
-    c.checkpoint.every_steps = 250
-    c.checkpoint.keep = 2
+    _small_cpu_run(c, data_config="sync3_cpu", learning_rate=3e-3, warmup_steps=50,
+                   num_train_steps=1500, eval_every_steps=250)
   if arg == "tiny":
     m.backbone.width = 32
     m.graph.node_feat_dim = m.graph.message_dims = 32
@@ -175,22 +159,34 @@ def make_config(model: str, arg: str | None = None) -> ml_collections.ConfigDict
     m.combine = "plus"
     m.residual_norm = "LN"
     m.lstm.units = 32
-    d.config = "digits3_small"
-    d.shuffle_buffer = 0
-    d.cache = True
-    c.batch_size = 16
-    c.eval_batch_size = 200
-    c.loss_reduction = "mean"
-    c.optimizer.name = "adam"
-    c.optimizer.learning_rate = 1e-3
-    c.optimizer.schedule = "warmup_cosine"
-    c.optimizer.warmup_steps = 25
-    c.optimizer.end_lr_factor = 0.1
-    c.optimizer.grad_clip_norm = 5.0
-    c.num_train_steps = 250
-    c.log_every_steps = 25
-    c.progress_every_secs = 30.0
-    c.eval_every_steps = 125
-    c.checkpoint.every_steps = 125
-    c.checkpoint.keep = 2
+    _small_cpu_run(c, data_config="digits3_small", learning_rate=1e-3, warmup_steps=25,
+                   num_train_steps=250, eval_every_steps=125)
   return c
+
+
+def _small_cpu_run(c: ml_collections.ConfigDict, *, data_config: str,
+                   learning_rate: float, warmup_steps: int, num_train_steps: int,
+                   eval_every_steps: int) -> None:
+  """The training settings shared by the CPU variants ('tiny', 'cpu'): a small
+  offline build kept in memory, batch 16, Adam on the mean loss (the paper's
+  1e-6 on a summed loss moves a small net far too little in a few hundred steps)
+  with warm-up and cosine decay, frequent logs and evaluations."""
+  d = c.data
+  d.config = data_config
+  d.shuffle_buffer = 0
+  d.cache = True
+  c.batch_size = 16
+  c.eval_batch_size = 200
+  c.loss_reduction = "mean"
+  c.optimizer.name = "adam"
+  c.optimizer.learning_rate = learning_rate
+  c.optimizer.schedule = "warmup_cosine"
+  c.optimizer.warmup_steps = warmup_steps
+  c.optimizer.end_lr_factor = 0.1
+  c.optimizer.grad_clip_norm = 5.0
+  c.num_train_steps = num_train_steps
+  c.log_every_steps = 25
+  c.progress_every_secs = 30.0
+  c.eval_every_steps = eval_every_steps
+  c.checkpoint.every_steps = eval_every_steps
+  c.checkpoint.keep = 2
