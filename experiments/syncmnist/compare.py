@@ -191,6 +191,13 @@ def main(argv):
   from rstg_jax import log_filters  # pylint: disable=g-import-not-at-top
   from rstg_jax.train import loop  # pylint: disable=g-import-not-at-top
   log_filters.quiet_library_logs()
+  unknown = [m for m in _MODELS.value if m not in MODELS]
+  if unknown:
+    raise SystemExit(f"--models: unknown {unknown}; choose from {list(MODELS)}")
+  try:
+    _config(_MODELS.value[0])
+  except (ValueError, KeyError) as e:
+    raise SystemExit(f"compare.py: {e}") from None
   workdir = os.path.abspath(_WORKDIR.value)
   os.makedirs(workdir, exist_ok=True)
   results = {}
