@@ -21,6 +21,7 @@ import dataclasses
 import math
 from typing import Any, Iterator
 
+from clu import deterministic_data
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -157,13 +158,11 @@ class EvalInput:
     self._ds = ds.cache() if self.cache else ds
 
   def _padded(self) -> tf.data.Dataset:
-    ds = self._ds.map(lambda ex: {**ex, "mask": tf.constant(1.0, tf.float32)})
-    num_pad = self.num_batches * self.batch_size - self.local_examples
-    if num_pad:
-      spec = ds.element_spec
-      pad = {k: tf.zeros(v.shape, v.dtype) for k, v in spec.items()}
-      pad["mask"] = tf.constant(0.0, tf.float32)
-      ds = ds.concatenate(tf.data.Dataset.from_tensors(pad).repeat(num_pad))
+    # clu adds `mask` (True for real examples) and zero examples up to num_batches.
+    ds = deterministic_data.pad_dataset(
+        self._ds, batch_dims=[self.batch_size], pad_up_to_batches=self.num_batches,
+        cardinality=self.local_examples)
+    ds = ds.map(lambda ex: {**ex, "mask": tf.cast(ex["mask"], tf.float32)})
     return ds.batch(self.batch_size, drop_remainder=True)
 
   def __iter__(self) -> Iterator[Batch]:
