@@ -88,7 +88,8 @@ def plot(runs: dict[str, list[dict]], path: str) -> None:
       continue
     values = np.array([[c[s] for s in steps] for c in curves])
     line, = ax.plot(steps, values.mean(0), marker="o", ms=3,
-                    label=f"{model} ({values[:, -1].mean():.2f}, {len(rs)} seeds)")
+                    label=f"{model} ({values[:, -1].mean():.2f}, {len(rs)} "
+                    f"seed{'s' if len(rs) > 1 else ''})")
     ax.fill_between(steps, values.min(0), values.max(0), color=line.get_color(), alpha=0.2)
   ax.axhline(1 / 3, color="grey", ls="--", lw=0.8, label="motion ignored (1/3)")
   ax.set_ylim(0, 1)
