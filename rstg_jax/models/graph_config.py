@@ -15,6 +15,8 @@ NORMS = ("LN", "BN", "none")
 NORM_SCOPES = ("clip", "per_frame")
 SCAN_MODES = ("fused", "k_pass")
 TIME_ITER_MODES = ("original", "all")
+# Parts whose matmuls may take bfloat16 inputs under a bfloat16 model dtype (`bf16_parts`).
+BF16_PARTS = ("messages", "pairs", "update", "lstm", "attention", "projections")
 # The original's `time_iter_mom` (spec §6.2): the iterations that run the time stage.
 ORIGINAL_TIME_ITERS = (0, 1, 2)
 
@@ -66,6 +68,15 @@ class GraphConfig:
       multiply-sum (SpaceStage). Same results up to float rounding; False is the
       literal form (LN on every pair, then the gather), kept for tests and A/B timings.
       BN message norms always take the literal form.
+    bf16_parts: under a bfloat16 model `dtype`, the parts whose matmuls take bfloat16
+      inputs (accumulating in float32), joined by '-' ('all', 'none'): 'messages' (the
+      two message layers, the bulk of the FLOPs), 'pairs' (the [.., N, N, M] message
+      tensor is stored in bfloat16), 'update' (node-update MLP), 'lstm' (both LSTM
+      matmuls), 'attention' (query/key layers and logits), 'projections' (the C <-> D
+      maps). Everything else (parameters, node and LSTM states, norms, softmax) stays
+      float32 (rstg_jax/models/precision.py). The default keeps attention and the LSTMs in
+      float32: measured by experiments/graph_grad_error.py --study. No effect under
+      float32.
   """
 
   num_process_iter: int = 3
@@ -87,6 +98,7 @@ class GraphConfig:
   remat: bool = False
   unroll: int = 1
   pair_rewrite: bool = True
+  bf16_parts: str = "messages-pairs-update-projections"
 
   def __post_init__(self):
     def check(ok: bool, field: str, msg: str):
@@ -108,6 +120,8 @@ class GraphConfig:
     check(self.node_feat_dim >= 1, "node_feat_dim", "must be >= 1")
     check(self.update_layers >= 1, "update_layers", "must be >= 1")
     check(self.unroll >= 1, "unroll", "must be >= 1")
+    check(set(self.bf16_part_set) <= set(BF16_PARTS), "bf16_parts",
+          f"must be parts of {BF16_PARTS} joined by '-', 'all' or 'none'")
     # The original feeds messages and node states through the same LSTM (spec §4).
     check(self.message_dims == self.node_feat_dim, "message_dims",
           f"must equal node_feat_dim={self.node_feat_dim} (node states, messages "
@@ -120,6 +134,14 @@ class GraphConfig:
     if self.time_iters == "all":
       return tuple(k)
     return tuple(i for i in k if i in ORIGINAL_TIME_ITERS)
+
+  @property
+  def bf16_part_set(self) -> tuple[str, ...]:
+    """`bf16_parts` as a tuple of part names."""
+    value = self.bf16_parts.lower()
+    if value == "all":
+      return BF16_PARTS
+    return () if value in ("", "none") else tuple(value.split("-"))
 
   @property
   def scales(self) -> tuple[int, ...]:
