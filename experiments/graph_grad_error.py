@@ -36,6 +36,8 @@ from rstg_jax.tools import model_report
 STUDY = ("none", "messages", "messages-pairs", "messages-update", "messages-pairs-update",
          "messages-pairs-update-lstm", "messages-pairs-update-attention", "all")
 
+SPEED_SHAPES = {"paper": (8, 16), "small": (2, 8)}  # (B, T), as bench_graph.py
+
 
 def grads(cfg, params, nodes, dtype):
   return train_like_step(cfg, dtype)(params, nodes)[1]
@@ -71,7 +73,7 @@ def summary(errs) -> str:
   return f"median {statistics.median(errs):.2e} worst {max(errs):.2e} ({len(errs)} leaves)"
 
 
-def study_errors(base, params, nodes, ref) -> dict:
+def study_errors(base, params, nodes, ref, choices=STUDY) -> dict:
   """Per-leaf errors of float32, the conditioning rows and every bf16_parts choice."""
   rows = {"float32": leaf_errors(grads(base, params, nodes, jnp.float32), ref)}
   bf16_nodes = nodes.astype(jnp.bfloat16).astype(jnp.float32)
@@ -80,18 +82,19 @@ def study_errors(base, params, nodes, ref) -> dict:
   noise = 2.0 ** -9 * jax.random.normal(jax.random.key(7), nodes.shape)
   rows["float32, input x (1 + 2^-9 N(0,1))"] = leaf_errors(
       grads(base, params, nodes * (1 + noise), jnp.float32), ref)
-  for parts in STUDY:
+  for parts in choices:
     cfg = dataclasses.replace(base, bf16_parts=parts)
     rows[f"bf16 {parts}"] = leaf_errors(grads(cfg, params, nodes, jnp.bfloat16), ref)
   return rows
 
 
-def study_speed(base: GraphConfig, batch: int, frames: int, repeats: int) -> dict:
+def study_speed(base: GraphConfig, batch: int, frames: int, repeats: int,
+                choices=STUDY) -> dict:
   """clips/s and ratios to same-run float32 / bf16 matmuls, all sides interleaved."""
   nodes = jax.random.normal(jax.random.key(0), (batch, frames, 14, base.node_feat_dim))
   params = jax.jit(RSTGGraph(base).init)(jax.random.key(1), nodes)["params"]
   sides = {"float32": (base, jnp.float32)} | {
-      f"bf16 {p}": (dataclasses.replace(base, bf16_parts=p), jnp.bfloat16) for p in STUDY}
+      f"bf16 {p}": (dataclasses.replace(base, bf16_parts=p), jnp.bfloat16) for p in choices}
   steps = {}
   for name, (cfg, dtype) in sides.items():
     step = train_like_step(cfg, dtype)
@@ -119,15 +122,17 @@ def load() -> str:
 
 
 def run_study(base: GraphConfig, args):
+  choices = tuple(args.choices.split(",")) if args.choices else STUDY
   errors = {}
   for norm in ("LN", "none"):
     cfg = dataclasses.replace(base, use_norm=norm)
     params, nodes = error_point(cfg, args.batch, args.frames)
-    errors[norm] = study_errors(cfg, params, nodes, reference(cfg, params, nodes))
-  speed = {} if args.no_speed else study_speed(base, 8, 16, args.repeats)
+    errors[norm] = study_errors(cfg, params, nodes, reference(cfg, params, nodes), choices)
+  batch, frames = SPEED_SHAPES[args.speed_shape]
+  speed = {} if args.no_speed else study_speed(base, batch, frames, args.repeats, choices)
   print(f"gradient error: B={args.batch} T={args.frames} D={base.node_feat_dim} "
         f"scan={base.scan}, per-leaf max|g - g64| / max|g64|; speed: forward+backward, "
-        f"B=8 T=16, median of {args.repeats}, load {load()} (1/5/15 min)")
+        f"B={batch} T={frames}, median of {args.repeats}, load {load()} (1/5/15 min)")
   print("| choice | grad err median / worst (LN) | grad err median / worst (no norm) | "
         "clips/s | ratio to f32 matmul | ratio to bf16 matmul |")
   print("|---|---|---|---|---|---|")
@@ -149,6 +154,10 @@ def main():
   parser.add_argument("--study", action="store_true", help="the bf16_parts table")
   parser.add_argument("--no_speed", action="store_true", help="study: errors only")
   parser.add_argument("--repeats", type=int, default=3, help="study: timed rounds")
+  parser.add_argument("--speed_shape", choices=sorted(SPEED_SHAPES), default="paper",
+                      help="study: (B, T) of the timing")
+  parser.add_argument("--choices", default="",
+                      help="study: comma-separated bf16_parts values (default: all rows)")
   args = parser.parse_args()
   base = GraphConfig(scan=args.scan)
   if args.study:
