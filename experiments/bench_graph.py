@@ -39,25 +39,28 @@ def seconds_of(fn, *args) -> float:
 
 
 class Matmul:
-  """A float32 n x n matmul, the reference rate of the machine (GFLOP/s per call)."""
+  """An n x n matmul, the reference rate of the machine (GFLOP/s per call).
 
-  def __init__(self, n: int = 4096):
+  float32, or `dtype` inputs accumulating in float32 (the graph's bfloat16 matmuls).
+  """
+
+  def __init__(self, n: int = 4096, dtype=jnp.float32):
     self.n = n
-    self.fn = jax.jit(jnp.matmul)
-    self.a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    self.b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    self.fn = jax.jit(lambda a, b: jnp.matmul(a, b, preferred_element_type=jnp.float32))
+    self.a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32).astype(dtype)
+    self.b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32).astype(dtype)
     seconds_of(self.fn, self.a, self.b)  # compile
 
   def gflops_per_s(self) -> float:
     return 2 * self.n ** 3 / seconds_of(self.fn, self.a, self.b) / 1e9
 
 
-def train_like_step(cfg: GraphConfig):
-  """Jitted value-and-grad w.r.t. parameters and input nodes."""
-  graph = RSTGGraph(cfg)
+def train_like_step(cfg: GraphConfig, dtype=jnp.float32):
+  """Jitted value-and-grad w.r.t. parameters and input nodes (compute `dtype`)."""
+  graph = RSTGGraph(cfg, dtype=dtype)
 
   def loss(p, x):
-    return jnp.mean(jnp.square(graph.apply({"params": p}, x)))
+    return jnp.mean(jnp.square(graph.apply({"params": p}, x).astype(jnp.float32)))
 
   return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
 

@@ -18,6 +18,8 @@ TIME_ITER_MODES = ("original", "all")
 # Which stages run (the paper's ablations, §5.1): both, or one of the two.
 STAGES = ("space_time", "space", "time")
 NODE_POOLINGS = ("mean", "moments")
+# Parts whose matmuls may take bfloat16 inputs under a bfloat16 model dtype (`bf16_parts`).
+BF16_PARTS = ("messages", "pairs", "update", "lstm", "attention", "projections")
 # The original's `time_iter_mom` (spec §6.2): the iterations that run the time stage.
 ORIGINAL_TIME_ITERS = (0, 1, 2)
 
@@ -76,6 +78,15 @@ class GraphConfig:
       original's area means) or 'moments', which appends the row and column moments
       inside each node's region (area_resize.pool_to_nodes; the block then needs its
       projections, as the node width triples).
+    bf16_parts: under a bfloat16 model `dtype`, the parts whose matmuls take bfloat16
+      inputs (accumulating in float32), joined by '-' ('all', 'none'): 'messages' (the
+      two message layers, the bulk of the FLOPs), 'pairs' (the [.., N, N, M] message
+      tensor is stored in bfloat16), 'update' (node-update MLP), 'lstm' (both LSTM
+      matmuls), 'attention' (query/key layers and logits), 'projections' (the C <-> D
+      maps). Everything else (parameters, node and LSTM states, norms, softmax) stays
+      float32 (rstg_jax/models/graph/precision.py). The default, the message layers only, had
+      the smallest gradient error and the best speed of the choices measured by
+      experiments/graph_grad_error.py --study (README). No effect under float32.
   """
 
   num_process_iter: int = 3
@@ -99,6 +110,7 @@ class GraphConfig:
   pair_rewrite: bool = True
   stages: str = "space_time"
   node_pooling: str = "mean"
+  bf16_parts: str = "messages"
 
   def __post_init__(self):
     def check(ok: bool, field: str, msg: str):
@@ -123,6 +135,8 @@ class GraphConfig:
     check(self.node_feat_dim >= 1, "node_feat_dim", "must be >= 1")
     check(self.update_layers >= 1, "update_layers", "must be >= 1")
     check(self.unroll >= 1, "unroll", "must be >= 1")
+    check(set(self.bf16_part_set) <= set(BF16_PARTS), "bf16_parts",
+          f"must be parts of {BF16_PARTS} joined by '-', 'all' or 'none'")
     # The original feeds messages and node states through the same LSTM (spec §4).
     check(self.message_dims == self.node_feat_dim, "message_dims",
           f"must equal node_feat_dim={self.node_feat_dim} (node states, messages "
@@ -147,6 +161,14 @@ class GraphConfig:
   def use_space(self) -> bool:
     """Whether the space stage runs (not for stages='time')."""
     return self.stages != "time"
+
+  @property
+  def bf16_part_set(self) -> tuple[str, ...]:
+    """`bf16_parts` as a tuple of part names."""
+    value = self.bf16_parts.lower()
+    if value == "all":
+      return BF16_PARTS
+    return () if value in ("", "none") else tuple(value.split("-"))
 
   @property
   def scales(self) -> tuple[int, ...]:

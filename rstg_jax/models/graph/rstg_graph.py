@@ -14,6 +14,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from rstg_jax.models.graph import precision
 from rstg_jax.models.graph import time_stage
 from rstg_jax.models.graph.graph_config import GraphConfig
 from rstg_jax.models.graph.norms import make_norm, tf_batch_norm
@@ -34,7 +35,8 @@ class RSTGCell(nn.Module):
 
   def setup(self):
     d = self.config.node_feat_dim
-    self.lstm_int = time_stage.lstm_cell(d, "lstm_int", self.dtype)
+    lstm_dtype = precision.part_dtype(self.config.bf16_part_set, "lstm", self.dtype)
+    self.lstm_int = time_stage.lstm_cell(d, "lstm_int", lstm_dtype)
     # In the K-pass form the space stage's [B, T, N, N, M] messages dominate memory;
     # remat recomputes them in the backward pass (the fused form remats whole steps).
     # Rematerialising the whole-clip stage did not shrink XLA's temporaries on CPU: the
@@ -46,7 +48,7 @@ class RSTGCell(nn.Module):
     if self._whole_clip_remat:
       space = nn.remat(SpaceStage, static_argnums=(2,))
     self.space = space(self.config, dtype=self.dtype, name="space")
-    self.lstm_ext = time_stage.lstm_cell(d, "lstm_ext", self.dtype)
+    self.lstm_ext = time_stage.lstm_cell(d, "lstm_ext", lstm_dtype)
 
   def __call__(self, carry: Carry, z: jnp.ndarray, train: bool = False):
     """One time step: z [B, N, D] -> (carry, o [B, N, D])."""
@@ -135,7 +137,9 @@ class RSTGGraph(nn.Module):
     project: dense C -> D on the pooled nodes (`project_i3d`) and D -> C on the outputs
       (`project_back_to_i3d`), so C_out = C; without it C must equal D and C_out = D.
     out_channels: C_out of the back projection when it differs from C (moment pooling).
-    dtype: compute dtype; parameters and norm statistics stay float32.
+    dtype: compute dtype. Under bfloat16 only the matmuls of `config.bf16_parts` take
+      bfloat16 inputs (float32 accumulation); parameters, states, norms and the output
+      are float32 (rstg_jax/models/graph/precision.py).
   """
   config: GraphConfig
   project: bool = False
@@ -169,16 +173,17 @@ class RSTGGraph(nn.Module):
     channels = self.out_channels or nodes.shape[-1]
 
     # Pre-graph processing (spec §4).
+    act = precision.activation_dtype(self.dtype)
+    proj_dtype = precision.part_dtype(cfg.bf16_part_set, "projections", self.dtype)
     z = nodes
     if self.project:
-      z = dense(cfg.node_feat_dim, "project_i3d", self.dtype)(z)
-    z = z.astype(self.dtype)
+      z = dense(cfg.node_feat_dim, "project_i3d", proj_dtype)(z)
+    z = z.astype(act)
     if cfg.pre_graph_bn:
-      z = tf_batch_norm("batch_normalization", train, self.dtype)(z)
+      z = tf_batch_norm("batch_normalization", train, act)(z)
     # 'clip' spans (T, N, D) as the original; 'per_frame' spans (N, D): causal.
     axes = 3 if (cfg.norm_scope == "clip" and not streaming) else 2
-    z = make_norm(cfg.use_norm, "before_graf", num_axes=axes, train=train,
-                  dtype=self.dtype)(z)
+    z = make_norm(cfg.use_norm, "before_graf", num_axes=axes, train=train, dtype=act)(z)
 
     cell = RSTGCell(cfg, dtype=self.dtype, name="cell")
     if streaming:
@@ -189,7 +194,7 @@ class RSTGGraph(nn.Module):
       out = self._fused_scan(cell, z, train)
 
     if self.project:
-      out = dense(channels, "project_back_to_i3d", self.dtype)(out)
+      out = dense(channels, "project_back_to_i3d", proj_dtype)(out)
     return (carry, out) if streaming else out
 
   def _fused_scan(self, cell: RSTGCell, z: jnp.ndarray, train: bool) -> jnp.ndarray:

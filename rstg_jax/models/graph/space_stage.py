@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from rstg_jax.models.graph import graph_layout
+from rstg_jax.models.graph import precision
 from rstg_jax.models.graph.graph_config import GraphConfig
 from rstg_jax.models.graph.norms import make_norm
 
@@ -21,8 +22,8 @@ KERNEL_INIT = nn.initializers.glorot_uniform()
 
 
 def dense(features: int, name: str, dtype: Any) -> nn.Dense:
-  return nn.Dense(features, kernel_init=KERNEL_INIT, dtype=dtype,
-                  param_dtype=jnp.float32, name=name)
+  """A TF-initialised dense layer; matmul inputs in `dtype` (rstg_jax.models.graph.precision)."""
+  return precision.dense(features, name, dtype, kernel_init=KERNEL_INIT)
 
 
 class PairDense(nn.Module):
@@ -32,7 +33,8 @@ class PairDense(nn.Module):
   so it is applied per node and broadcast over the pairs: an N-fold saving over
   materialising the [..., N, N, 2F] pair tensor.
 
-  Input z [..., N, F] -> pre-activations [..., N (receiver i), N (sender j), M].
+  Input z [..., N, F] -> pre-activations [..., N (receiver i), N (sender j), M], float32
+  under a bfloat16 `dtype` (the matmul inputs' dtype).
   """
   features: int
   dtype: Any = jnp.float32
@@ -42,10 +44,9 @@ class PairDense(nn.Module):
     f = z.shape[-1]
     kernel = self.param("kernel", KERNEL_INIT, (2 * f, self.features), jnp.float32)
     bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
-    z = z.astype(self.dtype)
-    kernel = kernel.astype(self.dtype)
-    sender = z @ kernel[:f]            # [..., N, M], indexed by j
-    receiver = z @ kernel[f:] + bias.astype(self.dtype)  # [..., N, M], indexed by i
+    sender = precision.matmul(z, kernel[:f], self.dtype)     # [..., N, M], indexed by j
+    receiver = precision.matmul(z, kernel[f:], self.dtype) + bias.astype(
+        precision.activation_dtype(self.dtype))                # [..., N, M], indexed by i
     return receiver[..., :, None, :] + sender[..., None, :, :]
 
 
@@ -112,9 +113,21 @@ class GatherLayerNorm(nn.Module):
 
 
 class SpaceStage(nn.Module):
-  """Space stage: x [..., N, D] -> x' [..., N, D]. No residual, as in the original."""
+  """Space stage: x [..., N, D] -> x' [..., N, D]. No residual, as in the original.
+
+  `dtype` is the compute dtype; under bfloat16 only the matmuls of `config.bf16_parts`
+  take bfloat16 inputs and the output is float32 (rstg_jax/models/graph/precision.py).
+  """
   config: GraphConfig
   dtype: Any = jnp.float32
+
+  def _part(self, part: str) -> Any:
+    """The matmul input dtype of one part (`GraphConfig.bf16_parts`)."""
+    return precision.part_dtype(self.config.bf16_part_set, part, self.dtype)
+
+  @property
+  def _act(self) -> Any:
+    return precision.activation_dtype(self.dtype)
 
   def _attention(self, x: jnp.ndarray, adj: jnp.ndarray) -> jnp.ndarray:
     """Attention weights alpha [..., N (receiver i), N (sender j)], float32.
@@ -124,14 +137,15 @@ class SpaceStage(nn.Module):
     """
     cfg = self.config
     if cfg.use_att == "dot":
-      q = dense(cfg.node_feat_dim, "att_conv1", self.dtype)(x)  # receiver side
-      k = dense(cfg.node_feat_dim, "att_conv2", self.dtype)(x)  # sender side
-      logits = jnp.einsum("...id,...jd->...ij", q, k)  # no 1/sqrt(d), as the original
+      dt = self._part("attention")
+      q = dense(cfg.node_feat_dim, "att_conv1", dt)(x)  # receiver side
+      k = dense(cfg.node_feat_dim, "att_conv2", dt)(x)  # sender side
+      logits = precision.einsum("...id,...jd->...ij", q, k, dt)  # no 1/sqrt(d), as the original
       if cfg.adjacency == "reference":
         logits = adj * logits
     elif cfg.use_att == "simple":
-      a = dense(1, "att_conv1", self.dtype)(x)[..., 0]  # receiver score
-      b = dense(1, "att_conv2", self.dtype)(x)[..., 0]  # sender score
+      a = dense(1, "att_conv1", self._part("attention"))(x)[..., 0]  # receiver score
+      b = dense(1, "att_conv2", self._part("attention"))(x)[..., 0]  # sender score
       score = a[..., :, None] + b[..., None, :]
       if cfg.adjacency == "reference":
         # Neighbours: LeakyReLU(score) + 1; self and non-neighbours: exactly 0.
@@ -147,10 +161,10 @@ class SpaceStage(nn.Module):
     cfg = self.config
     if cfg.pair_rewrite and cfg.use_norm != "BN":
       if cfg.use_norm == "LN":
-        return GatherLayerNorm(name="message_ln", dtype=self.dtype)(msg, alpha)
-      return weighted_sum(alpha, msg).astype(self.dtype)
+        return GatherLayerNorm(name="message_ln", dtype=self._act)(msg, alpha)
+      return weighted_sum(alpha, msg).astype(self._act)
     # The literal form: normalise every pair, then gather.
-    msg = make_norm(cfg.use_norm, "message", num_axes=3, train=train, dtype=self.dtype)(msg)
+    msg = make_norm(cfg.use_norm, "message", num_axes=3, train=train, dtype=self._act)(msg)
     return jnp.einsum("...ij,...ijm->...im", alpha.astype(msg.dtype), msg)
 
   def _aggregate(self, x: jnp.ndarray, msg: jnp.ndarray, adj: jnp.ndarray,
@@ -163,7 +177,7 @@ class SpaceStage(nn.Module):
     g = g + self.param("att_bias", nn.initializers.zeros, (cfg.message_dims,),
                        jnp.float32).astype(g.dtype)
     if cfg.use_att == "simple":
-      g = make_norm(cfg.use_norm, "att", num_axes=2, train=train, dtype=self.dtype)(g)
+      g = make_norm(cfg.use_norm, "att", num_axes=2, train=train, dtype=self._act)(g)
     return nn.relu(g)
 
   def _update(self, x: jnp.ndarray, g: jnp.ndarray) -> jnp.ndarray:
@@ -173,7 +187,8 @@ class SpaceStage(nn.Module):
 
     def mlp(h, suffix):
       for layer in range(cfg.update_layers):
-        h = nn.relu(dense(cfg.node_feat_dim, f"update_conv{layer + 1}{suffix}", self.dtype)(h))
+        h = nn.relu(dense(cfg.node_feat_dim, f"update_conv{layer + 1}{suffix}",
+                          self._part("update"))(h))
       return h
 
     if not cfg.scalewise_update:
@@ -193,10 +208,13 @@ class SpaceStage(nn.Module):
     if cfg.use_positional_emb:
       pe = jnp.asarray(graph_layout.positional_embedding(cfg.num_scales, cfg.dim_map), x.dtype)
       z = jnp.concatenate([x, jnp.broadcast_to(pe, x.shape[:-1] + pe.shape[-1:])], axis=-1)
-    msg = nn.relu(PairDense(cfg.message_dims, dtype=self.dtype, name="send_conv1")(z))
-    msg = nn.relu(dense(cfg.message_dims, "send_conv2", self.dtype)(msg))
+    dt = self._part("messages")
+    msg = nn.relu(PairDense(cfg.message_dims, dtype=dt, name="send_conv1")(z))
+    msg = nn.relu(dense(cfg.message_dims, "send_conv2", dt)(msg))
+    if "pairs" in cfg.bf16_part_set:
+      msg = msg.astype(self.dtype)  # the stored pair tensor (a no-op unless bfloat16)
     # The message norm (statistics per frame over the whole (N, N, M) block) is applied
     # inside the gather.
     g = self._aggregate(x, msg, adj, train)
     out = self._update(x, g)
-    return make_norm(cfg.use_norm, "update", num_axes=2, train=train, dtype=self.dtype)(out)
+    return make_norm(cfg.use_norm, "update", num_axes=2, train=train, dtype=self._act)(out)

@@ -16,6 +16,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rstg_jax.models.graph import precision
+
 LSTMState = tuple[jnp.ndarray, jnp.ndarray]  # (c, h), each [..., D]
 GATES = ("i", "f", "g", "o")
 
@@ -30,7 +32,11 @@ def _gate_init(bias: bool):
 
 
 class LSTMCell(nn.Module):
-  """LSTM cell; carry (c, h) [..., D], input [..., D_in] -> (carry, h)."""
+  """LSTM cell; carry (c, h) [..., D], input [..., D_in] -> (carry, h).
+
+  `dtype` is the matmul inputs' dtype; under bfloat16 the matmuls accumulate in float32
+  and the gates and the carry stay float32 (rstg_jax/models/graph/precision.py).
+  """
   features: int
   in_features: int
   dtype: Any = jnp.float32
@@ -46,13 +52,13 @@ class LSTMCell(nn.Module):
 
   def project_inputs(self, x: jnp.ndarray) -> jnp.ndarray:
     """x [..., D_in] -> the four gates' input pre-activations [..., 4D]."""
-    return x.astype(self.dtype) @ self.w_x.astype(self.dtype)
+    return precision.matmul(x, self.w_x, self.dtype)
 
   def recur(self, carry: LSTMState, x_proj: jnp.ndarray) -> tuple[LSTMState, jnp.ndarray]:
     """One step from already projected inputs [..., 4D]."""
     c, h = carry
-    pre = x_proj + h.astype(self.dtype) @ self.w_h.astype(self.dtype) + self.b_h.astype(
-        self.dtype)
+    pre = x_proj + precision.matmul(h, self.w_h, self.dtype) + self.b_h.astype(
+        precision.activation_dtype(self.dtype))
     i, f, g, o = jnp.split(pre, 4, axis=-1)
     c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
     h = jax.nn.sigmoid(o) * jnp.tanh(c)
@@ -90,6 +96,7 @@ def run_lstm(cell: LSTMCell, xs: jnp.ndarray, unroll: int = 1,
     body = nn.remat(body)
   scan = nn.scan(body, variable_broadcast="params", split_rngs={"params": False},
                  in_axes=1, out_axes=1, unroll=unroll)
-  init = zero_state(xs.shape[:1] + xs.shape[2:-1], cell.features, xs.dtype)
+  init = zero_state(xs.shape[:1] + xs.shape[2:-1], cell.features,
+                    precision.activation_dtype(xs.dtype))
   _, hs = scan(cell, init, cell.project_inputs(xs))
   return hs
