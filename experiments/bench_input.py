@@ -61,8 +61,6 @@ def _time_train_step(config, batch_size: int, reps: int) -> tuple[float, float]:
   import numpy as np  # pylint: disable=g-import-not-at-top
   from rstg_jax.models.classifiers import smt_model  # pylint: disable=g-import-not-at-top
   from rstg_jax.tools import model_report  # pylint: disable=g-import-not-at-top
-  from rstg_jax.train import optimizers, steps  # pylint: disable=g-import-not-at-top
-  from rstg_jax.train.train_state import TrainState  # pylint: disable=g-import-not-at-top
   d = config.data
   model = smt_model.build_model(config.model)
   rng = np.random.default_rng(0)
@@ -71,12 +69,8 @@ def _time_train_step(config, batch_size: int, reps: int) -> tuple[float, float]:
                                              np.uint8)),
            "label": jnp.zeros((batch_size,), jnp.int32)}
   variables = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(batch["video"])
-  tx = optimizers.make_optimizer(config.optimizer, config.optimizer.learning_rate)
-  state = TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
-                            batch_stats=variables.get("batch_stats", {}))
-  step_fn = steps.make_train_step(base_rng=jax.random.key(0),
-                                  loss_reduction=config.loss_reduction)
-  flops = model_report.xla_flops(step_fn, state, batch) / batch_size
+  state, step_fn, flops = model_report.train_step_and_flops(config, model, variables, batch)
+  flops /= batch_size
   if reps <= 0:
     return float("nan"), flops
   step = jax.jit(step_fn, donate_argnums=0)

@@ -43,9 +43,6 @@ from rstg_jax.models.backbones import resnet_video
 from rstg_jax.models.classifiers import smt_model
 from rstg_jax.models.graph.graph_block import RSTGBlock
 from rstg_jax.tools import model_report
-from rstg_jax.train import optimizers
-from rstg_jax.train import steps
-from rstg_jax.train.train_state import TrainState
 
 DEFAULT_CONFIGS = ("smt_c2d", "smt_c2d_rstg_final", "smt_i3d", "smt_i3d_rstg_final",
                    "smt_i3d_rstg_res3_res4", "smt_nonlocal")
@@ -180,12 +177,7 @@ def bench_config(name: str, config, dtype: str, remat: bool) -> dict:
   """Compiles, warms up and times the training step of one config."""
   model, batch, variables, (frames, image) = build(config, dtype, remat)
   batch_size = _BATCH.value
-  tx = optimizers.make_optimizer(config.optimizer, config.optimizer.learning_rate)
-  state = TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
-                            batch_stats=variables.get("batch_stats", {}))
-  step_fn = steps.make_train_step(base_rng=jax.random.key(0),
-                                  loss_reduction=config.loss_reduction)
-  flops = model_report.xla_flops(step_fn, state, batch)
+  state, step_fn, flops = model_report.train_step_and_flops(config, model, variables, batch)
   step = jax.jit(step_fn, donate_argnums=0)
   t = time.perf_counter()
   compiled = step.lower(state, batch).compile()

@@ -106,8 +106,8 @@ def main(argv):
   test = features(config, "test", _NUM_TEST.value)
   print(f"{config.name}: {len(train[-1])} train / {len(test[-1])} test synchronous videos "
         f"({time.time() - t0:.0f} s to compute)")
-  print(f"| input | dims | probe train accuracy | probe test accuracy |")
-  print(f"|---|---|---|---|")
+  print("| input | dims | probe train accuracy | probe test accuracy |")
+  print("|---|---|---|---|")
   for i, name in enumerate(("nodes", "centroids", "steps", "nodes+xy")):
     scaler = StandardScaler().fit(train[i])
     probe = MLPClassifier((_HIDDEN.value, _HIDDEN.value), max_iter=200,

@@ -36,8 +36,6 @@ def main(argv):
   del argv
   from rstg_jax.models.classifiers import syncmnist_model  # pylint: disable=g-import-not-at-top
   from rstg_jax.tools import model_report  # pylint: disable=g-import-not-at-top
-  from rstg_jax.train import optimizers, steps  # pylint: disable=g-import-not-at-top
-  from rstg_jax.train.train_state import TrainState  # pylint: disable=g-import-not-at-top
   config = model_report.load_config(_CONFIG.value)
   model = syncmnist_model.build_model(config.model)
   batch_size = config.batch_size
@@ -47,12 +45,7 @@ def main(argv):
            "label": jnp.asarray(rng.integers(0, config.model.num_classes, batch_size),
                                 jnp.int32)}
   variables = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(batch["video"])
-  tx = optimizers.make_optimizer(config.optimizer, config.optimizer.learning_rate)
-  state = TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
-                            batch_stats=variables.get("batch_stats", {}))
-  step_fn = steps.make_train_step(base_rng=jax.random.key(0),
-                                  loss_reduction=config.loss_reduction)
-  flops = model_report.xla_flops(step_fn, state, batch)
+  state, step_fn, flops = model_report.train_step_and_flops(config, model, variables, batch)
   total = config.num_train_steps
   print(f"{_CONFIG.value}: batch {batch_size} x {shape[1:]}, "
         f"{sum(x.size for x in jax.tree.leaves(variables['params'])):,} parameters, {flops / 1e9:.1f} GFLOP "

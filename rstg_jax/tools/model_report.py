@@ -124,6 +124,21 @@ def xla_flops(fn: Callable[..., Any], *args: Any) -> float:
   return closed_jaxpr_flops(jax.make_jaxpr(fn)(*args))
 
 
+def train_step_and_flops(config: Mapping[str, Any], model: Any, variables: Any,
+                         batch: Mapping[str, Any]) -> tuple[Any, Callable, float]:
+  """(TrainState, the trainer's un-jitted step, FLOPs of one step on `batch`) of a
+  model with the config's optimiser and loss reduction: what the benchmarks time."""
+  # Imported here: the report itself needs no optimiser or training code.
+  from rstg_jax.train import optimizers, steps  # pylint: disable=g-import-not-at-top
+  from rstg_jax.train.train_state import TrainState  # pylint: disable=g-import-not-at-top
+  tx = optimizers.make_optimizer(config.optimizer, config.optimizer.learning_rate)
+  state = TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
+                            batch_stats=variables.get("batch_stats", {}))
+  step_fn = steps.make_train_step(base_rng=jax.random.key(0),
+                                  loss_reduction=config.loss_reduction)
+  return state, step_fn, xla_flops(step_fn, state, batch)
+
+
 def report(config: Mapping[str, Any], name: str = "") -> dict[str, Any]:
   """Parameters (by part) and forward GFLOPs per clip of one config."""
   model = smt_model.build_model(config["model"])
