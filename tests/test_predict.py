@@ -239,6 +239,12 @@ def test_syncmnist_inputs_npy_clips_and_frame_folders(tmp_path):
     predict_input.read_input(str(tmp_path / "rgb.npy"), config)
   with pytest.raises(predict_input.InputError, match="--views=3x2"):
     predict_input.read_input(str(clips / "a.npy"), config, "3x2")
+  # A model of the 32x32 CPU setting reads frames at its own size.
+  small = configs_common.get_config("syncmnist_rstg:cpu")
+  assert predict_input.read_input(str(frames), small).clips.shape == (1, 10, 32, 32, 1)
+  np.save(tmp_path / "small.npy", np.zeros((10, 32, 32), np.uint8))
+  assert predict_input.read_input(str(tmp_path / "small.npy"), small).clips.shape == (
+      1, 10, 32, 32, 1)
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,

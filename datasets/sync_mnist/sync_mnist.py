@@ -85,6 +85,11 @@ class SyncMnistConfig(tfds.core.BuilderConfig):
   max_step: int = generator.MAX_STEP
   output_size: int = generator.OUTPUT_SIZE
 
+  @property
+  def video_shape(self) -> tuple[int, int, int, int]:
+    """Shape of one stored video: (T, output_size, output_size, 1)."""
+    return (generator.NUM_FRAMES, self.output_size, self.output_size, 1)
+
   def __post_init__(self):
     self.digit_classes = tuple(int(c) for c in self.digit_classes)
     if (len(set(self.digit_classes)) != len(self.digit_classes)
@@ -181,10 +186,8 @@ class SyncMnist(tfds.core.GeneratorBasedBuilder):
             " two digits share every displacement; the label is their unordered"
             " pair of classes (45 classes), or 'no_sync' (class 45)."),
         features=tfds.features.FeaturesDict({
-            "video": video_feature(
-                self.builder_config.video_encoding,
-                (t, self.builder_config.output_size,
-                 self.builder_config.output_size, 1)),
+            "video": video_feature(self.builder_config.video_encoding,
+                                   self.builder_config.video_shape),
             "label": tfds.features.ClassLabel(names=pair_labels.label_names()),
             "digits": tfds.features.Tensor(
                 shape=(n,), dtype=np.int32,
@@ -204,6 +207,15 @@ class SyncMnist(tfds.core.GeneratorBasedBuilder):
         homepage="https://arxiv.org/abs/1904.05582",
         citation=_CITATION,
     )
+
+  @classmethod
+  def config_named(cls, name: str) -> SyncMnistConfig:
+    """The registered builder config `name`; a ValueError lists the known ones."""
+    for c in cls.BUILDER_CONFIGS:
+      if c.name == name:
+        return c
+    raise ValueError(f"SyncMNIST config {name!r} is not one of "
+                     f"{sorted(c.name for c in cls.BUILDER_CONFIGS)}")
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     config = self.builder_config

@@ -97,8 +97,10 @@ def main(argv):
   from sklearn.neural_network import MLPClassifier  # pylint: disable=g-import-not-at-top
   from sklearn.preprocessing import StandardScaler  # pylint: disable=g-import-not-at-top
   from rstg_datasets.sync_mnist import sync_mnist  # pylint: disable=g-import-not-at-top
-  known = {c.name: c for c in sync_mnist.SyncMnist.BUILDER_CONFIGS}
-  config = known[_CONFIG.value]
+  try:
+    config = sync_mnist.SyncMnist.config_named(_CONFIG.value)
+  except ValueError as e:
+    raise SystemExit(f"--config: {e}") from None
   if len(config.digit_classes) != 3 or config.num_digits != 3:
     raise SystemExit(f"--config={_CONFIG.value}: the probe needs 3 digits of 3 fixed classes")
   t0 = time.time()

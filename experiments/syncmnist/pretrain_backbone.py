@@ -82,12 +82,13 @@ def main(argv):
   from rstg_jax.data import sync_mnist_input  # pylint: disable=g-import-not-at-top
   from rstg_jax.train.train_state import TrainState  # pylint: disable=g-import-not-at-top
   import ml_collections  # pylint: disable=g-import-not-at-top
-  known = {c.name: c for c in sync_mnist.SyncMnist.BUILDER_CONFIGS}
-  if _DATA_CONFIG.value not in known:
-    raise SystemExit(f"--data_config={_DATA_CONFIG.value!r} is not one of {sorted(known)}")
-  if known[_DATA_CONFIG.value].digit_classes:
+  try:
+    classes = sync_mnist.SyncMnist.config_named(_DATA_CONFIG.value).digit_classes
+  except ValueError as e:
+    raise SystemExit(f"--data_config: {e}") from None
+  if classes:
     raise SystemExit(f"--data_config={_DATA_CONFIG.value}: draws only the classes "
-                     f"{known[_DATA_CONFIG.value].digit_classes}; presence needs all ten")
+                     f"{classes}; presence needs all ten")
   builder = sync_mnist_input.load_builder(ml_collections.ConfigDict(dict(
       name="sync_mnist", config=_DATA_CONFIG.value, data_dir=_DATA_DIR.value,
       num_train=None, num_test=None, build_if_missing=True)))

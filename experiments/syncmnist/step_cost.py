@@ -29,17 +29,17 @@ _STEPS = flags.DEFINE_integer("steps", 2, "Timed steps after one warm-up (0: FLO
 _MFU = flags.DEFINE_float("mfu", 0.3, "Assumed utilisation for the H100 estimate.")
 # Dense peaks of one H100 SXM (NVIDIA data sheet), FLOP/s.
 H100_PEAK = {"float32": 495e12, "bfloat16": 989e12}
-VIDEO_SHAPE = {"sync3_cpu": (10, 32, 32, 1), "digits3_cpu": (10, 32, 32, 1)}
 
 
 def main(argv):
   del argv
+  from rstg_datasets.sync_mnist import sync_mnist  # pylint: disable=g-import-not-at-top
   from rstg_jax.models.classifiers import syncmnist_model  # pylint: disable=g-import-not-at-top
   from rstg_jax.tools import model_report  # pylint: disable=g-import-not-at-top
   config = model_report.load_config(_CONFIG.value)
   model = syncmnist_model.build_model(config.model)
   batch_size = config.batch_size
-  shape = (batch_size,) + VIDEO_SHAPE.get(config.data.config, (10, 64, 64, 1))
+  shape = (batch_size,) + sync_mnist.SyncMnist.config_named(config.data.config).video_shape
   rng = np.random.default_rng(0)
   batch = {"video": jnp.asarray(rng.integers(0, 256, shape, np.uint8)),
            "label": jnp.asarray(rng.integers(0, config.model.num_classes, batch_size),

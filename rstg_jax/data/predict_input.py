@@ -209,9 +209,11 @@ def read_input(path: str, config, views: str = "1x1") -> Clips:
     if views != "1x1":
       raise InputError(f"--views={views}: SyncMNIST clips have one view (use 1x1)")
     from rstg_datasets.sync_mnist import sync_mnist  # pylint: disable=g-import-not-at-top
+    # The shape the model was trained on: its builder config's (64x64 in the paper).
+    shape = sync_mnist.SyncMnist.config_named(config.data.config).video_shape
     if os.path.isdir(path):
-      return read_frame_images(path, sync_mnist.VIDEO_SHAPE)
-    return read_npy(path, sync_mnist.VIDEO_SHAPE)
+      return read_frame_images(path, shape)
+    return read_npy(path, shape)
   return read_smt(path, config.data, views)
 
 

@@ -187,10 +187,10 @@ def load_builder(data_cfg: Any):
                      "'sync_mnist' only")
   from rstg_datasets import sync_mnist  # pylint: disable=g-import-not-at-top
   data_dir = rstg_datasets.resolve_data_dir(data_cfg.data_dir)
-  known = {c.name: c for c in sync_mnist.SyncMnist.BUILDER_CONFIGS}
-  if data_cfg.config not in known:
-    raise ValueError(f"config.data.config={data_cfg.config!r} is not one of "
-                     f"{sorted(known)}")
+  try:
+    base = sync_mnist.SyncMnist.config_named(data_cfg.config)
+  except ValueError as e:
+    raise ValueError(f"config.data.config: {e}") from None
   num_train = data_cfg.get("num_train") or None
   num_test = data_cfg.get("num_test") or None
   if num_train is None and num_test is None:
@@ -198,7 +198,6 @@ def load_builder(data_cfg: Any):
       return tfds.builder(f"sync_mnist/{data_cfg.config}", data_dir=data_dir)
     build = lambda: sync_mnist.build_if_missing(data_cfg.config, data_dir)  # noqa: E731
   else:
-    base = known[data_cfg.config]
     n_train = num_train or base.num_train
     n_test = num_test or base.num_test
     custom = dc.replace(base, name=f"{base.name}_n{n_train}x{n_test}",
