@@ -88,11 +88,17 @@ _SET = flags.DEFINE_list(
     "(graph.* only affects the RSTG models).")
 
 
-def _set_path(c, key: str, value) -> None:
+def _parent(c, key: str):
+  """(the ConfigDict holding dotted `key`, the last part of `key`)."""
   node = c
   for part in key.split(".")[:-1]:
     node = node[part]
-  node[key.split(".")[-1]] = value
+  return node, key.split(".")[-1]
+
+
+def _set_path(c, key: str, value) -> None:
+  node, leaf = _parent(c, key)
+  node[leaf] = value
 
 
 def _config(model: str):
@@ -125,10 +131,7 @@ def _config(model: str):
   c.optimizer.warmup_steps = min(c.optimizer.warmup_steps, c.num_train_steps // 2)
   for item in _SET.value:
     key, value = item.split("=", 1)
-    old = c
-    for part in key.split(".")[:-1]:
-      old = old[part]
-    leaf = key.split(".")[-1]
+    old, leaf = _parent(c, key)
     if leaf not in old:
       raise ValueError(f"--set {item}: no config field {key!r}")
     kind = type(old[leaf])

@@ -39,7 +39,7 @@ class SyncMNISTClassifier(nn.Module):
   """SimpleConv -> head -> dropout -> Dense(num_classes) named `pred`.
 
   Attributes:
-    head: 'rstg' | 'mean' | 'lstm'.
+    head: 'rstg' | 'mean' | 'lstm' | 'convlstm'.
     num_classes: 46 for SyncMNIST (spec §9.4).
     backbone_width: SimpleConv filters.
     backbone_stages: SimpleConv conv/pool stages (3: 64x64 -> 6x6).
@@ -95,8 +95,7 @@ class SyncMNISTClassifier(nn.Module):
       from rstg_jax.models.graph.graph_block import RSTGBlock  # pylint: disable=g-import-not-at-top
       feats = RSTGBlock(
           graph=self.graph, readout="vec",
-          project=(self.graph.node_feat_dim != self.backbone_width
-                   or self.graph.node_pooling == "moments"),
+          project=self.graph.node_feat_dim != self.backbone_width,
           residual_norm=self.residual_norm, dtype=self.dtype, name="graph")(
               fmap, train=train)                                 # [B, W]
       if self.combine == "plus":
@@ -132,7 +131,8 @@ class SyncMNISTClassifier(nn.Module):
 def build_model(model_config: Mapping[str, Any]) -> SyncMNISTClassifier:
   """Builds the classifier from `config.model` (see configs/syncmnist_common.py).
 
-  Reads `head`, `num_classes`, `backbone.width`, `backbone.input_scale`
+  Reads `head`, `num_classes`, `backbone.width`, `backbone.num_stages` (default
+  3), `backbone.temporal_kernel` (default 1), `backbone.input_scale`
   (default 1.0), `graph` (a mapping of GraphConfig fields), `combine`,
   `residual_norm`, `lstm.units`, `lstm.readout`, `baseline_bn`, `dropout_rate`,
   `dtype`.

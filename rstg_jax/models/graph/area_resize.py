@@ -54,11 +54,16 @@ def area_moment_matrix(n_in: int, n_out: int) -> np.ndarray:
   return m
 
 
+def _separable(rows: np.ndarray, cols: np.ndarray, x: jnp.ndarray) -> jnp.ndarray:
+  """rows [h, H], cols [w, W] applied to [..., H, W, C] -> [..., h, w, C]."""
+  return jnp.einsum("ai,bj,...ijc->...abc", jnp.asarray(rows, x.dtype),
+                    jnp.asarray(cols, x.dtype), x)
+
+
 def area_resize(x: jnp.ndarray, out_h: int, out_w: int) -> jnp.ndarray:
   """Area-resizes the two axes before the channels: [..., H, W, C] -> [..., h, w, C]."""
-  rows = jnp.asarray(area_resize_matrix(x.shape[-3], out_h), x.dtype)
-  cols = jnp.asarray(area_resize_matrix(x.shape[-2], out_w), x.dtype)
-  return jnp.einsum("ai,bj,...ijc->...abc", rows, cols, x)
+  return _separable(area_resize_matrix(x.shape[-3], out_h),
+                    area_resize_matrix(x.shape[-2], out_w), x)
 
 
 def pool_to_nodes(x: jnp.ndarray, scales: tuple[int, ...],
@@ -75,16 +80,13 @@ def pool_to_nodes(x: jnp.ndarray, scales: tuple[int, ...],
   h, w = x.shape[-3], x.shape[-2]
   nodes = []
   for s in scales:
-    cells = area_resize(x, s, s)
+    rows, cols = area_resize_matrix(h, s), area_resize_matrix(w, s)
+    cells = _separable(rows, cols, x)
     if moments:
-      rows = jnp.asarray(area_resize_matrix(h, s), x.dtype)
-      cols = jnp.asarray(area_resize_matrix(w, s), x.dtype)
-      rows_u = jnp.asarray(area_moment_matrix(h, s), x.dtype)
-      cols_u = jnp.asarray(area_moment_matrix(w, s), x.dtype)
       cells = jnp.concatenate([
           cells,
-          jnp.einsum("ai,bj,...ijc->...abc", rows_u, cols, x),
-          jnp.einsum("ai,bj,...ijc->...abc", rows, cols_u, x)], axis=-1)
+          _separable(area_moment_matrix(h, s), cols, x),
+          _separable(rows, area_moment_matrix(w, s), x)], axis=-1)
     nodes.append(cells.reshape(cells.shape[:-3] + (s * s, cells.shape[-1])))
   return jnp.concatenate(nodes, axis=-2)
 

@@ -25,6 +25,8 @@ class RSTGBlock(nn.Module):
     graph: the graph settings.
     readout: 'vec' (mean over time, sum over nodes) or 'map' (area up-sampling per scale).
     project: C <-> D projections around the graph (needed when C != node_feat_dim).
+      With `graph.node_pooling='moments'` the nodes are 3C wide, so the block always
+      projects (3C -> D -> C).
     residual_norm: 'LN', 'BN' or 'none'; LN and BN make the branch exactly zero at
       initialisation, so a backbone with the block inserted starts as the backbone.
     dtype: compute dtype (parameters stay float32).
@@ -43,11 +45,8 @@ class RSTGBlock(nn.Module):
       raise ValueError(f"RSTGBlock expects a feature map [B, T, H, W, C], got {x.shape}")
     cfg = self.graph
     moments = cfg.node_pooling == "moments"
-    if moments and not self.project:
-      raise ValueError("GraphConfig.node_pooling='moments' gives 3C-wide nodes; the "
-                       "block needs project=True")
     nodes = area_resize.pool_to_nodes(x, cfg.scales, moments)  # [B, T, N, C or 3C]
-    out = RSTGGraph(cfg, project=self.project, out_channels=x.shape[-1],
+    out = RSTGGraph(cfg, project=self.project or moments, out_channels=x.shape[-1],
                     dtype=self.dtype, name="graph")(nodes, train=train)
     if self.readout == "vec":
       y, axes = readouts.to_vec(out), 1
