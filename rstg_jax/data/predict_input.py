@@ -177,17 +177,22 @@ def read_npy(path: str, video_shape: tuple[int, ...]) -> Clips:
 
 
 def read_frame_images(path: str, video_shape: tuple[int, ...]) -> Clips:
-  """A SyncMNIST folder of frame images -> Clips with one view uint8 [1, T, H, W, 1].
+  """A SyncMNIST folder of frame images -> Clips with one view uint8 [1, T, H, W, C].
 
-  The frames (natural order of the names) are made grey and resized to the stored
-  frame size [H, W]; more frames than the data set's T are sampled evenly down to T.
+  The frames (natural order of the names) are made grey (C = 1, the paper) or
+  RGB (C = 3: a channel-per-class build of three classes, whose channels are
+  colours) and resized to the stored frame size [H, W]; more frames than the
+  data set's T are sampled evenly down to T.
   """
   from PIL import Image  # pylint: disable=g-import-not-at-top
   files = _image_files(path) if os.path.isdir(path) else []
   if not files:
     raise BadInput(f"{path}: a folder without frame images "
                    f"({', '.join(IMAGE_EXTENSIONS)})")
-  n, (t, h, w) = len(files), video_shape[:3]
+  n, (t, h, w, c) = len(files), video_shape
+  if c not in (1, 3):
+    raise BadInput(f"{path}: frame images hold grey or RGB, the model takes {c} channels "
+                   "(give a .npy clip)")
   notes = []
   if n > t:
     files = [files[i] for i in np.linspace(0, n - 1, t).round().astype(int)]
@@ -196,10 +201,11 @@ def read_frame_images(path: str, video_shape: tuple[int, ...]) -> Clips:
   for f in files:
     try:
       with Image.open(f) as img:
-        frames.append(np.asarray(img.convert("L").resize((w, h), Image.BILINEAR)))
+        frame = img.convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR)
+        frames.append(np.asarray(frame).reshape(h, w, c))
     except OSError as e:
       raise BadInput(f"{f}: not a readable image ({e})") from None
-  return Clips(path, np.stack(frames)[None, ..., None], n, notes)
+  return Clips(path, np.stack(frames)[None], n, notes)
 
 
 def read_input(path: str, config, views: str = "1x1") -> Clips:

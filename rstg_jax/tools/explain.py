@@ -191,11 +191,11 @@ def draw_panel(ax, frame: np.ndarray, attention: np.ndarray, norms: np.ndarray,
   """
   from matplotlib import colormaps  # pylint: disable=g-import-not-at-top
   from matplotlib import patches  # pylint: disable=g-import-not-at-top
+  from rstg_datasets.sync_mnist import preview  # pylint: disable=g-import-not-at-top
   n = len(norms)
   pos, _, side = node_layout(n)
   h, w = frame.shape[:2]
-  img = frame[..., 0] if frame.shape[-1] == 1 else frame
-  ax.imshow(img, cmap="gray", vmin=0, vmax=255, extent=(0, 1, 1, 0),
+  ax.imshow(preview.displayable(frame), cmap="gray", vmin=0, vmax=255, extent=(0, 1, 1, 0),
             interpolation="nearest")
   # Region grids: 3x3 solid cyan, 2x2 dashed yellow, the whole frame its border.
   styles = {3: dict(color="#00e5ff", ls="-", lw=0.6), 2: dict(color="#ffd400", ls="--", lw=0.9)}
