@@ -78,6 +78,10 @@ class GraphConfig:
       original's area means) or 'moments', which appends the row and column moments
       inside each node's region (area_resize.pool_to_nodes; the block then needs its
       projections, as the node width triples).
+    space_residual: add the space stage's output to its input (z + space(z))
+      instead of replacing the node states with it (the original). Not in the
+      paper: on the CPU SyncMNIST setting the replacing update lost what the
+      LSTMs had found (experiments/syncmnist/README.md).
     bf16_parts: under a bfloat16 model `dtype`, the parts whose matmuls take bfloat16
       inputs (accumulating in float32), joined by '-' ('all', 'none'): 'messages' (the
       two message layers, the bulk of the FLOPs), 'pairs' (the [.., N, N, M] message
@@ -110,6 +114,7 @@ class GraphConfig:
   pair_rewrite: bool = True
   stages: str = "space_time"
   node_pooling: str = "mean"
+  space_residual: bool = False
   bf16_parts: str = "messages"
 
   def __post_init__(self):

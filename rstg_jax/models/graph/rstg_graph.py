@@ -59,13 +59,17 @@ class RSTGCell(nn.Module):
         state, z = self.lstm_int(carry[len(new)], z)
         new.append(state)
       if cfg.use_space:
-        z = self.space(z, train)
+        z = self._after_space(z, self.space(z, train))
       self.sow("intermediates", "node_out", z)  # each iteration's node states; explain
     if not cfg.use_time:
       return tuple(new), z
     state, o = self.lstm_ext(carry[-1], z)
     new.append(state)
     return tuple(new), o
+
+  def _after_space(self, z: jnp.ndarray, out: jnp.ndarray) -> jnp.ndarray:
+    """The node states after a space stage: its output, or z + it (space_residual)."""
+    return z + out if self.config.space_residual else out
 
   @property
   def _whole_clip_remat(self) -> bool:
@@ -98,7 +102,8 @@ class RSTGCell(nn.Module):
       if k in cfg.time_stage_iters:
         zs = time_stage.run_lstm(self.lstm_int, zs, unroll, cfg.remat)
       if cfg.use_space:
-        zs = self._space_per_frame(zs, train) if per_frame else self.space(zs, train)
+        zs = self._after_space(
+            zs, self._space_per_frame(zs, train) if per_frame else self.space(zs, train))
       self.sow("intermediates", "node_out", zs)
     if not cfg.use_time:
       return zs
