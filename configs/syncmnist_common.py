@@ -17,10 +17,13 @@ Variants (the `:arg` after the file name):
     shows the machinery and learns digit presence (above chance), not yet
     synchrony: that takes far more steps than a CPU has in minutes.
   'cpu': the CPU synchrony experiment (experiments/syncmnist/compare.py):
-    builder `sync3_cpu` (every video holds the digits 0, 1 and 4, so the
-    label is only which two move together; frames 32x32; moves up to 20 px),
-    SimpleConv width 16 with 2 stages (a 6x6 map, as the paper's), pixels x 0.2,
-    graph width 32 with LN, Adam 3e-3 (graph x 0.1), batch 16, 1,500 steps.
+    builder `sync3_cpu_channels` (every video holds the digits 0, 1 and 4, each
+    alone in its own colour channel, so the label is only which two move
+    together; frames 32x32; moves up to 20 px), SimpleConv width 16 with 2
+    stages (a 6x6 map, as the paper's), pixels x 0.2, graph width 32 with LN,
+    a residual space stage and no positional embeddings (the paper's graph learns
+    far slower here), Adam 3e-3, batch 16, 1,500 steps (about 5 minutes on one
+    core).
     Every model of the comparison uses it; see experiments/syncmnist/README.md
     for what it shows and why.
   'gpu': the paper's data and model with a schedule that converges in hours
@@ -140,9 +143,15 @@ def make_config(model: str, arg: str | None = None) -> ml_collections.ConfigDict
     m.graph.node_feat_dim = m.graph.message_dims = 32
     m.graph.use_norm = "LN"
     m.graph.image_dim = 32
+    # Two departures from the paper's graph, measured in experiments/syncmnist/
+    # (README): the space stage adds to the node states instead of replacing them,
+    # and no positional embeddings (at width 32 their 36 inputs per node are more
+    # than half the message MLP's inputs). Each alone lifts the synchronous-pair
+    # accuracy after 1,500 steps; together 0.45 -> 0.92 (seed 0).
+    m.graph.space_residual = True
+    m.graph.use_positional_emb = False
     m.lstm.units = 32
-    c.optimizer.graph_lr_factor = 0.1
-    _small_cpu_run(c, data_config="sync3_cpu", learning_rate=3e-3, warmup_steps=50,
+    _small_cpu_run(c, data_config="sync3_cpu_channels", learning_rate=3e-3, warmup_steps=50,
                    num_train_steps=1500, eval_every_steps=250)
   if arg == "tiny":
     m.backbone.width = 32

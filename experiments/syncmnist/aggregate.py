@@ -23,6 +23,8 @@ import numpy as np
 
 _WORKDIRS = flags.DEFINE_list("workdirs", None, "compare.py workdirs, one per seed.")
 _OUT = flags.DEFINE_string("out", None, "Folder for seeds.json / .md / .png.")
+_MODELS = flags.DEFINE_list(
+    "models", None, "Models to summarise, in this order (default: every model found).")
 FIELDS = ("test_top1", "test_pair_top1", "train_seconds", "params")
 
 
@@ -79,15 +81,19 @@ def plot(runs: dict[str, list[dict]], path: str) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(7.5, 4.5))
-  for model, rs in runs.items():
+  fig, ax = plt.subplots(figsize=(9.5, 4.8))
+  colours = plt.get_cmap("tab20").colors
+  for i, (model, rs) in enumerate(runs.items()):
     curves = [{h["step"]: h["pair_top1"] for h in r.get("eval_history") or []
                if "pair_top1" in h} for r in rs]
     steps = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
     if not steps:
       continue
     values = np.array([[c[s] for s in steps] for c in curves])
+    # Solid: RSTG and its variants; dashed: the baselines.
     line, = ax.plot(steps, values.mean(0), marker="o", ms=3,
+                    color=colours[(2 * i) % 20 + (2 * i) // 20 % 2],
+                    ls="-" if model.startswith("rstg") else "--",
                     label=f"{model} ({values[:, -1].mean():.2f}, {len(rs)} "
                     f"seed{'s' if len(rs) > 1 else ''})")
     ax.fill_between(steps, values.min(0), values.max(0), color=line.get_color(), alpha=0.2)
@@ -96,7 +102,8 @@ def plot(runs: dict[str, list[dict]], path: str) -> None:
   ax.set_xlabel("training step")
   ax.set_ylabel("synchronous-pair accuracy (test)")
   ax.grid(alpha=0.3)
-  ax.legend(fontsize=7, loc="upper left")
+  # Outside the axes: with many models a legend inside hides curves.
+  ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
@@ -107,6 +114,11 @@ def main(argv):
   if not _WORKDIRS.value or not _OUT.value:
     raise SystemExit("give --workdirs=A,B,... and --out=DIR")
   runs = load(_WORKDIRS.value)
+  if _MODELS.value:
+    missing = [m for m in _MODELS.value if m not in runs]
+    if missing:
+      raise SystemExit(f"--models: {missing} in none of the workdirs (found {sorted(runs)})")
+    runs = {m: runs[m] for m in _MODELS.value}
   summary = summarise(runs)
   os.makedirs(_OUT.value, exist_ok=True)
   with open(os.path.join(_OUT.value, "seeds.json"), "w") as f:

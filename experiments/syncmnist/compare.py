@@ -31,19 +31,32 @@ from rstg_configs import common as configs_common
 
 _REPO = pathlib.Path(__file__).resolve().parents[2]
 # name: (config file, overrides of config.model)
+# The paper's graph; the :cpu variant's own RSTG is "rstg_res_nopos".
+_PAPER_GRAPH = {"graph.use_positional_emb": True, "graph.space_residual": False}
+_SERIAL = {"combine": "serial", "residual_norm": "none"}
 MODELS = {
-    "rstg": ("syncmnist_rstg.py", {"combine": "serial", "residual_norm": "none"}),
-    "rstg_plus": ("syncmnist_rstg.py", {"combine": "plus", "residual_norm": "LN"}),
+    "rstg": ("syncmnist_rstg.py", {**_SERIAL, **_PAPER_GRAPH}),
+    "rstg_plus": ("syncmnist_rstg.py", {"combine": "plus", "residual_norm": "LN",
+                                        **_PAPER_GRAPH}),
     "mean": ("syncmnist_mean_baseline.py", {}),
     "lstm": ("syncmnist_lstm_baseline.py", {}),
     "convlstm": ("syncmnist_convlstm_baseline.py", {}),
     "conv3d": ("syncmnist_conv3d_baseline.py", {}),
-    "rstg_space": ("syncmnist_rstg.py", {"combine": "serial", "residual_norm": "none",
-                                         "graph.stages": "space"}),
-    "rstg_time": ("syncmnist_rstg.py", {"combine": "serial", "residual_norm": "none",
-                                        "graph.stages": "time"}),
-    "rstg_nopos": ("syncmnist_rstg.py", {"combine": "serial", "residual_norm": "none",
+    "rstg_space": ("syncmnist_rstg.py", {**_SERIAL, **_PAPER_GRAPH, "graph.stages": "space"}),
+    "rstg_time": ("syncmnist_rstg.py", {**_SERIAL, **_PAPER_GRAPH, "graph.stages": "time"}),
+    "rstg_nopos": ("syncmnist_rstg.py", {**_SERIAL, **_PAPER_GRAPH,
                                          "graph.use_positional_emb": False}),
+    # Not in the paper: the space stage adds to the node states instead of replacing them.
+    "rstg_res": ("syncmnist_rstg.py", {**_SERIAL, **_PAPER_GRAPH,
+                                       "graph.space_residual": True}),
+    # Both changes: the RSTG of configs/syncmnist_rstg.py:cpu.
+    "rstg_res_nopos": ("syncmnist_rstg.py", {**_SERIAL, "graph.space_residual": True,
+                                             "graph.use_positional_emb": False}),
+    # The paper's Something-Something form on the conv3d baseline's backbone:
+    # I3D-style backbone + RSTG-to-vec added to its pooled vector (plus, with
+    # the zero-initialised residual LN: it starts as the conv3d baseline).
+    "rstg_conv3d": ("syncmnist_rstg.py", {"combine": "plus", "residual_norm": "LN",
+                                          "backbone.temporal_kernel": 3, **_PAPER_GRAPH}),
 }
 LABELS = {"rstg": "RSTG, serial (the paper's combination)",
           "rstg_plus": "RSTG (plus: mean baseline + graph)",
@@ -52,7 +65,10 @@ LABELS = {"rstg": "RSTG, serial (the paper's combination)",
           "conv3d": "3-D conv backbone, mean over space-time",
           "rstg_space": "RSTG space-only (no LSTMs)",
           "rstg_time": "RSTG time-only (no messages)",
-          "rstg_nopos": "RSTG without positional embeddings"}
+          "rstg_nopos": "RSTG without positional embeddings",
+          "rstg_res": "RSTG, residual space stage (not the paper's)",
+          "rstg_res_nopos": "RSTG, residual space stage, no positional embeddings (:cpu)",
+          "rstg_conv3d": "3-D conv backbone + RSTG (plus)"}
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/syncmnist_compare", "Output folder.")
 _MODELS = flags.DEFINE_list("models", ["rstg", "mean", "lstm", "convlstm", "conv3d"],
@@ -74,8 +90,9 @@ _INPUT_SCALE = flags.DEFINE_float(
     "input_scale", None, "Pixel factor of SimpleConv (1.0: raw 0-255, the paper).")
 _LR = flags.DEFINE_float("learning_rate", None, "Adam peak learning rate.")
 _GRAPH_LR_FACTOR = flags.DEFINE_float(
-    "graph_lr_factor", None, "Learning-rate factor of the RSTG graph (1.0: the "
-    "graph output collapses to a constant within ~100 steps at 3e-3).")
+    "graph_lr_factor", None, "Learning-rate factor of the RSTG graph (:cpu: 1.0; "
+    "on grey digits the graph output collapsed to a constant within ~100 steps at "
+    "3e-3 and 0.1 fixed it, experiments/syncmnist/README.md).")
 _DATA_CONFIG = flags.DEFINE_string("data_config", None, "SyncMNIST builder config.")
 _NUM_TRAIN = flags.DEFINE_integer("num_train", None, "Resize the train split.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data dir (None: the default).")
@@ -160,15 +177,19 @@ def _plot(results: dict, workdir: str, title: str) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, (ax, ax_pair) = plt.subplots(1, 2, figsize=(11, 4.2))
-  for m, r in results.items():
+  fig, (ax, ax_pair) = plt.subplots(1, 2, figsize=(14, 4.4))
+  colours = plt.get_cmap("tab20").colors
+  for i, (m, r) in enumerate(results.items()):
     hist = r["eval_history"]
-    line, = ax.plot([h["step"] for h in hist], [h["top1"] for h in hist],
-                    marker="o", label=f"{LABELS[m]} ({r['test_top1']:.2f})")
+    # Solid: RSTG and its variants; dashed: the baselines. One legend (right)
+    # names every model with its final synchronous-pair and top-1 accuracy.
+    style = dict(marker="o", ms=4, color=colours[(2 * i) % 20 + (2 * i) // 20 % 2],
+                 ls="-" if m.startswith("rstg") else "--")
+    ax.plot([h["step"] for h in hist], [h["top1"] for h in hist], **style)
     pairs = [(h["step"], h["pair_top1"]) for h in hist if "pair_top1" in h]
     if pairs:
-      ax_pair.plot(*zip(*pairs), marker="o", color=line.get_color(),
-                   label=f"{LABELS[m]} ({pairs[-1][1]:.2f})")
+      ax_pair.plot(*zip(*pairs), **style, label=f"{LABELS[m]} (pair {pairs[-1][1]:.2f}, "
+                   f"top-1 {r['test_top1']:.2f})")
   ax.axhline(1 / 46, color="grey", ls=":", label="chance (1/46)")
   # Naming the digits but not which two move together: one of three pairs.
   ax.axhline(1 / 3, color="grey", ls="--", lw=0.8,
@@ -176,14 +197,15 @@ def _plot(results: dict, workdir: str, title: str) -> None:
   ax.set_ylabel("test top-1 accuracy (46 classes)")
   ax.set_ylim(0, max(0.5, 1.1 * max(
       h["top1"] for r in results.values() for h in r["eval_history"])))
+  ax.legend(fontsize=7, loc="upper left")
   ax_pair.axhline(1 / 3, color="grey", ls="--", lw=0.8,
                   label="motion ignored (1/3 with 3 digits)")
   ax_pair.set_ylabel("synchronous pair vs other pairs of present digits")
   ax_pair.set_ylim(0, 1)
+  ax_pair.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
   for a in (ax, ax_pair):
     a.set_xlabel("training step")
     a.grid(alpha=0.3)
-    a.legend(fontsize=7, loc="upper left")
   fig.suptitle(title, fontsize=9)
   fig.tight_layout()
   fig.savefig(os.path.join(workdir, "accuracy.png"), dpi=120)
