@@ -149,10 +149,14 @@ def main(argv):
              input_cores_for_this_step=round(step_rate / per_core, 2),
              gpu_step_clips_per_s_estimate=round(gpu_rate, 1),
              input_cores_for_gpu_step=round(gpu_rate / per_core, 1))
-  print(f"train step on {device}, batch {_STEP_BATCH.value}: {step_rate:.3f} clips/s "
-        f"({flops / 1e9:.0f} GFLOP per clip, forward + backward)")
-  print(f"input cores this step needs: {step_rate / per_core:.2f} (ratio train step / "
-        f"input per core = {step_rate / per_core:.3f})")
+  if _STEP_REPS.value:
+    print(f"train step on {device}, batch {_STEP_BATCH.value}: {step_rate:.3f} clips/s "
+          f"({flops / 1e9:.0f} GFLOP per clip, forward + backward)")
+    print(f"input cores this step needs: {step_rate / per_core:.2f} (ratio train step / "
+          f"input per core = {step_rate / per_core:.3f})")
+  else:
+    print(f"train step on {device}: not timed (--step_reps=0); {flops / 1e9:.0f} GFLOP "
+          "per clip, forward + backward")
   print(f"a GPU step at this shape (peak {_GPU_PEAK.value:.0f} TFLOP/s x MFU "
         f"{_GPU_MFU.value:.2f}): ~{gpu_rate:.0f} clips/s -> ~{gpu_rate / per_core:.0f} "
         f"input cores at {per_core:.2f} clips/s per core")

@@ -26,9 +26,7 @@ from rstg_datasets.sync_mnist import generator
 from rstg_datasets.sync_mnist import pair_labels
 from rstg_datasets.sync_mnist.digit_pool import DIGIT_SIZE
 
-_SCALE = generator.OUTPUT_SIZE / generator.CANVAS_SIZE
 _PAIR_COLOURS = ("tab:red", "tab:orange")
-
 
 
 def displayable(frame: np.ndarray) -> np.ndarray:
@@ -38,6 +36,7 @@ def displayable(frame: np.ndarray) -> np.ndarray:
   if frame.shape[-1] == 3:
     return frame
   return frame.max(axis=-1)
+
 
 def write_preview(examples: Iterable[Mapping[str, np.ndarray]], path: str,
                   boxes: bool = True) -> None:
@@ -62,10 +61,12 @@ def write_preview(examples: Iterable[Mapping[str, np.ndarray]], path: str,
       ax.set_yticks([])
       if not boxes:
         continue
+      # Canvas coordinates -> pixels of the stored frame (64 in the paper, 32 for :cpu).
+      scale = ex["video"].shape[2] / generator.CANVAS_SIZE
       for k, (r, c) in enumerate(ex["coords"][t]):
         in_pair = bool(ex["is_sync"]) and k < 2
         ax.add_patch(patches.Rectangle(
-            (c * _SCALE - 0.5, r * _SCALE - 0.5), DIGIT_SIZE * _SCALE, DIGIT_SIZE * _SCALE,
+            (c * scale - 0.5, r * scale - 0.5), DIGIT_SIZE * scale, DIGIT_SIZE * scale,
             fill=False, lw=1.0 if in_pair else 0.5,
             edgecolor=_PAIR_COLOURS[k] if in_pair else "0.5"))
   # Frames fill the width; each row keeps ~0.2 inch above it for its title.
