@@ -96,7 +96,7 @@ def plot(runs: dict[str, list[dict]], path: str) -> None:
                     ls="-" if model.startswith("rstg") else "--",
                     label=f"{model} ({values[:, -1].mean():.2f}, {len(rs)} "
                     f"seed{'s' if len(rs) > 1 else ''})")
-    ax.fill_between(steps, values.min(0), values.max(0), color=line.get_color(), alpha=0.2)
+    ax.fill_between(steps, values.min(0), values.max(0), color=line.get_color(), alpha=0.12)
   ax.axhline(1 / 3, color="grey", ls="--", lw=0.8, label="motion ignored (1/3)")
   ax.set_ylim(0, 1)
   ax.set_xlabel("training step")

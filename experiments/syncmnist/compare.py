@@ -1,7 +1,7 @@
 """RSTG against motion-blind and motion-aware baselines on SyncMNIST, same budget.
 
   python experiments/syncmnist/compare.py --seed=0 --workdir=runs/sync/s0 \
-      --models=rstg,mean,lstm,convlstm,conv3d,rstg_space,rstg_time,rstg_nopos
+      --models=rstg_res_nopos,rstg,rstg_nopos,rstg_res,rstg_time,conv3d,convlstm,lstm,mean
 
 Trains every model's configs/syncmnist_*.py at --variant (default 'cpu', the CPU
 synchrony setting) with the same overrides (data, steps, batch, width,
@@ -71,7 +71,8 @@ LABELS = {"rstg": "RSTG, serial (the paper's combination)",
           "rstg_conv3d": "3-D conv backbone + RSTG (plus)"}
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/syncmnist_compare", "Output folder.")
-_MODELS = flags.DEFINE_list("models", ["rstg", "mean", "lstm", "convlstm", "conv3d"],
+_MODELS = flags.DEFINE_list("models", ["rstg_res_nopos", "rstg", "mean", "lstm", "convlstm",
+                                       "conv3d"],
                             f"Which models to train, of {list(MODELS)}.")
 _VARIANT = flags.DEFINE_string(
     "variant", "cpu", "Config variant every model starts from (configs/"
