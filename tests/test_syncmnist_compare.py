@@ -52,6 +52,16 @@ def test_compare_two_seeds_then_aggregate(tmp_path):
   assert "| conv3d | 2 |" in (tmp_path / "agg" / "seeds.md").read_text()
   assert (tmp_path / "agg" / "seeds.png").stat().st_size > 10_000
 
+  # --models picks and orders the rows; a model in no workdir is one clear line.
+  r = _run("aggregate.py", f"--workdirs={tmp_path / 's0'},{tmp_path / 's1'}",
+           f"--out={tmp_path / 'one'}", "--models=conv3d", cwd=tmp_path)
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert set(json.loads((tmp_path / "one" / "seeds.json").read_text())) == {"conv3d"}
+  r = _run("aggregate.py", f"--workdirs={tmp_path / 's0'}", f"--out={tmp_path / 'x'}",
+           "--models=conv3d,rstg_nope", cwd=tmp_path)
+  assert r.returncode != 0
+  assert "--models: ['rstg_nope'] in none of the workdirs" in r.stderr.strip().splitlines()[-1]
+
   (tmp_path / "broken").mkdir()
   (tmp_path / "broken" / "results.json").write_text("{not json")
   r = _run("aggregate.py", f"--workdirs={tmp_path / 'broken'}", f"--out={tmp_path / 'x'}",
