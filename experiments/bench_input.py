@@ -73,14 +73,9 @@ def _time_train_step(config, batch_size: int, reps: int) -> tuple[float, float]:
   flops /= batch_size
   if reps <= 0:
     return float("nan"), flops
-  step = jax.jit(step_fn, donate_argnums=0)
-  state, _ = step(state, batch)
-  jax.block_until_ready(state)
-  t0 = time.perf_counter()
-  for _ in range(reps):
-    state, _ = step(state, batch)
-  jax.block_until_ready(state)
-  return batch_size * reps / (time.perf_counter() - t0), flops
+  _, _, step_s = model_report.time_steps(
+      jax.jit(step_fn, donate_argnums=0), state, batch, reps)
+  return batch_size / step_s, flops
 
 
 def main(argv):

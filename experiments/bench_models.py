@@ -188,13 +188,7 @@ def bench_config(name: str, config, dtype: str, remat: bool) -> dict:
          "temp_gib": temp_gib(compiled), "gflop_per_step": round(flops / 1e9, 3)}
   if _STEPS.value == 0:                            # compile-only (memory, FLOPs)
     return row
-  state, metrics = compiled(state, batch)          # warm-up
-  jax.block_until_ready(state)
-  t = time.perf_counter()
-  for _ in range(_STEPS.value):
-    state, metrics = compiled(state, batch)
-  jax.block_until_ready(state)
-  step_s = (time.perf_counter() - t) / _STEPS.value
+  _, metrics, step_s = model_report.time_steps(compiled, state, batch, _STEPS.value)
   # Peak device memory of this process so far (GPU/TPU; None where the backend has no stats).
   stats = jax.devices()[0].memory_stats() or {}
   peak = stats.get("peak_bytes_in_use")

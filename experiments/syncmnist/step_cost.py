@@ -16,7 +16,6 @@ On a GPU the measured figures replace the estimate.
 """
 from __future__ import annotations
 
-import time
 
 from absl import app
 from absl import flags
@@ -57,14 +56,8 @@ def main(argv):
         f"-> {h100_s * total / 3600:.1f} h for the run")
   if _STEPS.value == 0:
     return
-  step = jax.jit(step_fn, donate_argnums=0)
-  state, _ = step(state, batch)                    # compile and warm up
-  jax.block_until_ready(state)
-  start = time.perf_counter()
-  for _ in range(_STEPS.value):
-    state, metrics = step(state, batch)
-  jax.block_until_ready(state)
-  step_s = (time.perf_counter() - start) / _STEPS.value
+  _, metrics, step_s = model_report.time_steps(
+      jax.jit(step_fn, donate_argnums=0), state, batch, _STEPS.value)
   device = jax.devices()[0]
   print(f"measured on {device.device_kind} ({device.platform}): {step_s * 1e3:.0f} ms per "
         f"step, {flops / step_s / 1e12:.3f} TFLOP/s -> {step_s * total / 3600:.1f} h for "

@@ -17,6 +17,7 @@ import glob
 import json
 import os
 import sys
+import time
 from typing import Any, Callable, Mapping
 
 from absl import app
@@ -137,6 +138,18 @@ def train_step_and_flops(config: Mapping[str, Any], model: Any, variables: Any,
   step_fn = steps.make_train_step(base_rng=jax.random.key(0),
                                   loss_reduction=config.loss_reduction)
   return state, step_fn, xla_flops(step_fn, state, batch)
+
+
+def time_steps(step: Callable, state: Any, batch: Any, reps: int) -> tuple[Any, Any, float]:
+  """Runs `step(state, batch) -> (state, metrics)` once to compile and warm up, then
+  `reps` (>= 1) timed times: (last state, last metrics, seconds per step)."""
+  state, metrics = step(state, batch)
+  jax.block_until_ready(state)
+  start = time.perf_counter()
+  for _ in range(reps):
+    state, metrics = step(state, batch)
+  jax.block_until_ready(state)
+  return state, metrics, (time.perf_counter() - start) / reps
 
 
 def report(config: Mapping[str, Any], name: str = "") -> dict[str, Any]:
