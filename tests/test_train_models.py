@@ -124,6 +124,31 @@ def test_convlstm_head_sees_every_frame_and_keeps_positions():
   assert any(leaf.shape[:2] == (3, 3) for leaf in jax.tree.leaves(kernel))
 
 
+def test_nonlocal_baseline_is_i3d_plus_a_block_that_starts_as_the_identity():
+  """'nonlocal' is the conv3d baseline plus a Non-Local block whose BatchNorm scale
+  starts at zero: equal logits at initialisation, different once the block is on."""
+  video = np.random.RandomState(3).randint(0, 256, (2, 6, 32, 32, 1)).astype(np.uint8)
+  models = {}
+  for name in ("nonlocal", "conv3d"):
+    c = config(name)
+    c.model.backbone.width, c.model.backbone.num_stages = 8, 2
+    models[name] = syncmnist_model.build_model(c.model)
+  assert models["nonlocal"].backbone_temporal_kernel == 3
+  variables = models["nonlocal"].init(jax.random.PRNGKey(0), video, train=False)
+  block = variables["params"]["nonlocal"]
+  assert set(block) == {"theta", "phi", "g", "out", "bn"}
+  conv3d_vars = {"params": {k: v for k, v in variables["params"].items() if k != "nonlocal"},
+                 "batch_stats": {k: v for k, v in variables["batch_stats"].items()
+                                 if k != "nonlocal"}}
+  run = lambda m, v: np.asarray(jax.jit(lambda x: m.apply(v, x, train=False))(video))
+  np.testing.assert_array_equal(run(models["nonlocal"], variables),
+                                run(models["conv3d"], conv3d_vars))
+  on = jax.tree_util.tree_map(lambda x: x, variables)
+  on["params"]["nonlocal"]["bn"]["scale"] = jnp.ones_like(block["bn"]["scale"])
+  on["params"]["nonlocal"]["out"]["kernel"] = block["out"]["kernel"] * 100
+  assert np.abs(run(models["nonlocal"], on) - run(models["conv3d"], conv3d_vars)).max() > 1e-3
+
+
 @pytest.mark.parametrize("stages", ["space", "time"])
 def test_graph_ablations_drop_their_stage(stages):
   model = _small("rstg", stages=stages, norm_scope="per_frame", pre_graph_bn=False)

@@ -1,7 +1,7 @@
 """RSTG against motion-blind and motion-aware baselines on SyncMNIST, same budget.
 
   python experiments/syncmnist/compare.py --seed=0 --workdir=runs/sync/s0 \
-      --models=rstg_res_nopos,rstg,rstg_nopos,rstg_res,rstg_time,conv3d,convlstm,lstm,mean
+      --models=rstg_res_nopos,rstg,conv3d,nonlocal,convlstm,lstm,mean
 
 Trains every model's configs/syncmnist_*.py at --variant (default 'cpu', the CPU
 synchrony setting) with the same overrides (data, steps, batch, width,
@@ -42,6 +42,7 @@ MODELS = {
     "lstm": ("syncmnist_lstm_baseline.py", {}),
     "convlstm": ("syncmnist_convlstm_baseline.py", {}),
     "conv3d": ("syncmnist_conv3d_baseline.py", {}),
+    "nonlocal": ("syncmnist_nonlocal_baseline.py", {}),
     "rstg_space": ("syncmnist_rstg.py", {**_SERIAL, **_PAPER_GRAPH, "graph.stages": "space"}),
     "rstg_time": ("syncmnist_rstg.py", {**_SERIAL, **_PAPER_GRAPH, "graph.stages": "time"}),
     "rstg_nopos": ("syncmnist_rstg.py", {**_SERIAL, **_PAPER_GRAPH,
@@ -63,6 +64,7 @@ LABELS = {"rstg": "RSTG, serial (the paper's combination)",
           "mean": "mean over space-time", "lstm": "LSTM over pooled frames",
           "convlstm": "Conv+LSTM over the feature map",
           "conv3d": "3-D conv backbone, mean over space-time",
+          "nonlocal": "3-D conv backbone + Non-Local block",
           "rstg_space": "RSTG space-only (no LSTMs)",
           "rstg_time": "RSTG time-only (no messages)",
           "rstg_nopos": "RSTG without positional embeddings",
@@ -71,8 +73,8 @@ LABELS = {"rstg": "RSTG, serial (the paper's combination)",
           "rstg_conv3d": "3-D conv backbone + RSTG (plus)"}
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/syncmnist_compare", "Output folder.")
-_MODELS = flags.DEFINE_list("models", ["rstg_res_nopos", "rstg", "mean", "lstm", "convlstm",
-                                       "conv3d"],
+_MODELS = flags.DEFINE_list("models", ["rstg_res_nopos", "rstg", "conv3d", "nonlocal",
+                                       "convlstm", "lstm", "mean"],
                             f"Which models to train, of {list(MODELS)}.")
 _VARIANT = flags.DEFINE_string(
     "variant", "cpu", "Config variant every model starts from (configs/"

@@ -14,9 +14,15 @@
     read out at the last step or averaged over time.
   - 'convlstm': no graph; a convolutional LSTM over the backbone map (3x3
     kernels, so it keeps where things are), its last output averaged over space.
+  - 'nonlocal': no graph; one embedded-Gaussian space-time Non-Local block
+    (Wang et al. 2018, the paper's Non-Local baseline, spec §8.4) on the
+    backbone map, every position attending to every position of every frame,
+    then the 'mean' head. Its zero-initialised BatchNorm makes it start as the
+    mean head; configs put it on the 3-D-convolution backbone (I3D + Non-Local,
+    as the paper's baseline).
 The 'mean' and 'lstm' baselines cannot tell which digits move together except
 through what a per-frame pooled vector keeps of positions, which is the point of
-the comparison; 'convlstm', and any head on the 3-D-convolution backbone
+the comparison; 'convlstm', 'nonlocal', and any head on the 3-D-convolution backbone
 (`backbone_temporal_kernel` 3), see motion.
 """
 from __future__ import annotations
@@ -26,11 +32,13 @@ from typing import Any, Mapping
 import flax.linen as nn
 import jax.numpy as jnp
 
+from rstg_jax.models.backbones.batch_norm import backbone_norm
+from rstg_jax.models.backbones.nonlocal_block import NonLocalBlock
 from rstg_jax.models.backbones.simple_conv import SimpleConv
 from rstg_jax.models.graph.graph_config import GraphConfig
 from rstg_jax.models.graph.norms import tf_batch_norm
 
-HEADS = ("rstg", "mean", "lstm", "convlstm")
+HEADS = ("rstg", "mean", "lstm", "convlstm", "nonlocal")
 COMBINES = ("serial", "plus")
 LSTM_READOUTS = ("last", "mean")
 
@@ -39,7 +47,7 @@ class SyncMNISTClassifier(nn.Module):
   """SimpleConv -> head -> dropout -> Dense(num_classes) named `pred`.
 
   Attributes:
-    head: 'rstg' | 'mean' | 'lstm' | 'convlstm'.
+    head: 'rstg' | 'mean' | 'lstm' | 'convlstm' | 'nonlocal'.
     num_classes: 46 for SyncMNIST (spec §9.4).
     backbone_width: SimpleConv filters.
     backbone_stages: SimpleConv conv/pool stages (3: 64x64 -> 6x6).
@@ -101,6 +109,10 @@ class SyncMNISTClassifier(nn.Module):
       if self.combine == "plus":
         feats = feats + self._norm(jnp.mean(fmap, axis=(1, 2, 3)), train)
     elif self.head == "mean":
+      feats = self._norm(jnp.mean(fmap, axis=(1, 2, 3)), train)  # [B, W]
+    elif self.head == "nonlocal":
+      fmap = NonLocalBlock(norm=backbone_norm("train", train, self.dtype),
+                           dtype=self.dtype, name="nonlocal")(fmap)  # [B, T, h, w, W]
       feats = self._norm(jnp.mean(fmap, axis=(1, 2, 3)), train)  # [B, W]
     elif self.head == "convlstm":
       maps = self._norm(fmap, train)                             # [B, T, h, w, W]
