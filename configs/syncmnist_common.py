@@ -184,9 +184,9 @@ def _small_cpu_run(c: ml_collections.ConfigDict, *, data_config: str,
                    learning_rate: float, warmup_steps: int, num_train_steps: int,
                    eval_every_steps: int) -> None:
   """The training settings shared by the CPU variants ('tiny', 'cpu'): a small
-  offline build kept in memory, batch 16 (the caller may change it), Adam on the mean loss (the paper's
-  1e-6 on a summed loss moves a small net far too little in a few hundred steps)
-  with warm-up and cosine decay, frequent logs and evaluations."""
+  offline build kept in memory, batch 16 (the caller may change it), Adam on the
+  mean loss (the paper's 1e-6 on a summed loss moves a small net far too little in
+  a few hundred steps) with warm-up and cosine decay, frequent logs and evaluations."""
   d = c.data
   d.config = data_config
   d.shuffle_buffer = 0
