@@ -108,11 +108,10 @@ class SyncMNISTClassifier(nn.Module):
               fmap, train=train)                                 # [B, W]
       if self.combine == "plus":
         feats = feats + self._norm(jnp.mean(fmap, axis=(1, 2, 3)), train)
-    elif self.head == "mean":
-      feats = self._norm(jnp.mean(fmap, axis=(1, 2, 3)), train)  # [B, W]
-    elif self.head == "nonlocal":
-      fmap = NonLocalBlock(norm=backbone_norm("train", train, self.dtype),
-                           dtype=self.dtype, name="nonlocal")(fmap)  # [B, T, h, w, W]
+    elif self.head in ("mean", "nonlocal"):
+      if self.head == "nonlocal":
+        fmap = NonLocalBlock(norm=backbone_norm("train", train, self.dtype),
+                             dtype=self.dtype, name="nonlocal")(fmap)  # [B, T, h, w, W]
       feats = self._norm(jnp.mean(fmap, axis=(1, 2, 3)), train)  # [B, W]
     elif self.head == "convlstm":
       maps = self._norm(fmap, train)                             # [B, T, h, w, W]
