@@ -64,6 +64,10 @@ class GraphConfig:
       scan step ('fused') or, in 'k_pass', the space stage frame by frame inside a scan
       (the whole-clip stage with message BatchNorm), see RSTGCell.
     unroll: scan unroll factor passed to XLA (a speed knob; outputs are unchanged).
+    lstm_vjp: in 'k_pass' without remat, the LSTMs' backward pass is the hand-written
+      one of models/graph/lstm_recurrence.py: their recurrent-weight gradient becomes
+      one matmul over the whole sequence instead of one small matmul per time step.
+      Same results up to float rounding; False is JAX's derivative of the scan.
     pair_rewrite: compute the space stage's gather without writing the normalised
       [.., N, N, M] message tensor: the message LayerNorm's per-channel affine map
       commutes with the attention-weighted sum over senders, so it is applied after the
@@ -111,6 +115,7 @@ class GraphConfig:
   scan: str = "k_pass"
   remat: bool = False
   unroll: int = 1
+  lstm_vjp: bool = True
   pair_rewrite: bool = True
   stages: str = "space_time"
   node_pooling: str = "mean"

@@ -100,14 +100,14 @@ class RSTGCell(nn.Module):
     per_frame = cfg.remat and not self._whole_clip_remat
     for k in range(cfg.num_process_iter):
       if k in cfg.time_stage_iters:
-        zs = time_stage.run_lstm(self.lstm_int, zs, unroll, cfg.remat)
+        zs = time_stage.run_lstm(self.lstm_int, zs, unroll, cfg.remat, cfg.lstm_vjp)
       if cfg.use_space:
         zs = self._after_space(
             zs, self._space_per_frame(zs, train) if per_frame else self.space(zs, train))
       self.sow("intermediates", "node_out", zs)
     if not cfg.use_time:
       return zs
-    return time_stage.run_lstm(self.lstm_ext, zs, unroll, cfg.remat)
+    return time_stage.run_lstm(self.lstm_ext, zs, unroll, cfg.remat, cfg.lstm_vjp)
 
 
 def initial_carry(config: GraphConfig, batch_size: int, dtype: Any = jnp.float32) -> Carry:

@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rstg_jax.models.graph import lstm_recurrence
 from rstg_jax.models.graph import precision
 
 LSTMState = tuple[jnp.ndarray, jnp.ndarray]  # (c, h), each [..., D]
@@ -81,14 +82,22 @@ def zero_state(batch_shape: tuple[int, ...], features: int,
 
 
 def run_lstm(cell: LSTMCell, xs: jnp.ndarray, unroll: int = 1,
-             remat: bool = False) -> jnp.ndarray:
+             remat: bool = False, hand_vjp: bool = False) -> jnp.ndarray:
   """Runs `cell` over time from a zero state: xs [B, T, ..., D] -> hs [B, T, ..., D].
 
   Every entry of the other axes (e.g. every node) is an independent sequence sharing
   the weights. The input projection runs once for all steps; the scan carries only the
   recurrence, with the parameters broadcast. With `remat` each step's gates are
   recomputed in the backward pass: only the (c, h) carries are stored per step.
+  With `hand_vjp` (and no remat) the recurrence takes the backward pass of
+  `lstm_recurrence`, whose recurrent-weight gradient is one matmul over all steps.
   """
+  if hand_vjp and not remat:
+    x_proj = jnp.moveaxis(cell.project_inputs(xs), 1, 0)  # [T, B, ..., 4D]
+    hs = lstm_recurrence.recurrence(cell.w_h, cell.b_h,
+                                    x_proj.reshape(x_proj.shape[0], -1, x_proj.shape[-1]),
+                                    cell.dtype, unroll)
+    return jnp.moveaxis(hs.reshape(x_proj.shape[:-1] + hs.shape[-1:]), 0, 1)
   def body(c, carry, x_proj):
     return c.recur(carry, x_proj)
 
