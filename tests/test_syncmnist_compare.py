@@ -62,6 +62,13 @@ def test_compare_two_seeds_then_aggregate(tmp_path):
   assert r.returncode != 0
   assert "--models: ['rstg_nope'] in none of the workdirs" in r.stderr.strip().splitlines()[-1]
 
+  # The same run given twice would be counted twice: refused, naming both files.
+  r = _run("aggregate.py", f"--workdirs={tmp_path / 's0'},{tmp_path / 's0'}",
+           f"--out={tmp_path / 'x'}", cwd=tmp_path)
+  assert r.returncode != 0
+  last = r.stderr.strip().splitlines()[-1]
+  assert "seed 0 is also in" in last and "s0/results.json" in last
+
   (tmp_path / "broken").mkdir()
   (tmp_path / "broken" / "results.json").write_text("{not json")
   r = _run("aggregate.py", f"--workdirs={tmp_path / 'broken'}", f"--out={tmp_path / 'x'}",

@@ -10,7 +10,9 @@ Reads each workdir's results.json and writes into --out:
   seeds.md     the same as a markdown table (mean ± std, min-max)
   seeds.png    synchronous-pair accuracy against steps, the mean over seeds with the
                range shaded, one colour per model
-A model missing from some workdirs is reported over the seeds that have it.
+A model missing from some workdirs is reported over the seeds that have it, so runs
+of one seed may be spread over several workdirs (e.g. a later session's extra models);
+the same model and seed in two workdirs is refused rather than counted twice.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ FIELDS = ("test_top1", "test_pair_top1", "train_seconds", "params")
 def load(workdirs: list[str]) -> dict[str, list[dict]]:
   """{model: [its results.json entry of every workdir that has it]}."""
   runs: dict[str, list[dict]] = {}
+  seen: dict[tuple, str] = {}
   for workdir in workdirs:
     path = os.path.join(workdir, "results.json")
     try:
@@ -43,6 +46,11 @@ def load(workdirs: list[str]) -> dict[str, list[dict]]:
     for model, r in results.items():
       if not isinstance(r, dict) or "test_top1" not in r:
         raise SystemExit(f"{path}: entry {model!r} is not a compare.py model result")
+      key = (model, r.get("seed"))
+      if key in seen:
+        raise SystemExit(f"{path}: {model} seed {r.get('seed')} is also in {seen[key]}; "
+                         "give each run once")
+      seen[key] = path
       runs.setdefault(model, []).append(r)
   return runs
 
