@@ -98,6 +98,7 @@ def run_lstm(cell: LSTMCell, xs: jnp.ndarray, unroll: int = 1,
                                     x_proj.reshape(x_proj.shape[0], -1, x_proj.shape[-1]),
                                     cell.dtype, unroll)
     return jnp.moveaxis(hs.reshape(x_proj.shape[:-1] + hs.shape[-1:]), 0, 1)
+
   def body(c, carry, x_proj):
     return c.recur(carry, x_proj)
 
