@@ -6,7 +6,8 @@ the backward loop, a [4D, rows] x [rows, D] matmul per step with rows = B N = 11
 paper shape, which the CPU runs at about half of its large-matmul rate. Here the backward
 loop only carries dh and dc and stores each step's gate gradients dpre_t; the weight
 and bias gradients are then one matmul over all steps, [4D, T rows] x [T rows, D].
-The equations are those of `time_stage.LSTMCell.recur` (gates i, f, g, o; zero state).
+The forward step (`step`) is the one `time_stage.LSTMCell.recur` runs (gates i, f, g, o;
+zero state).
 """
 from __future__ import annotations
 
@@ -19,10 +20,13 @@ import jax.numpy as jnp
 from rstg_jax.models.graph import precision
 
 
-def _step(w_h, b_h, dtype, carry, x_proj):
-  """One step: carry (c, h) [M, D], x_proj [M, 4D] -> carry, (h, c, gate activations)."""
+def step(w_h, b_h, dtype, carry, x_proj):
+  """One LSTM step, the equations of every RSTG LSTM (`time_stage.LSTMCell.recur` runs
+  this too): carry (c, h) [..., D], projected inputs x_proj [..., 4D] -> carry,
+  (h, c, the gate activations i, f, g, o [..., 4D])."""
   c, h = carry
-  pre = x_proj + precision.matmul(h, w_h, dtype) + b_h.astype(x_proj.dtype)
+  pre = x_proj + precision.matmul(h, w_h, dtype) + b_h.astype(
+      precision.activation_dtype(dtype))
   i, f, g, o = jnp.split(pre, 4, axis=-1)
   i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
   c = f * c + i * g
@@ -34,7 +38,7 @@ def _run(w_h, b_h, x_proj, dtype, unroll):
   """x_proj [T, M, 4D] -> (hs, cs, gates), [T, M, D] / [T, M, 4D], from the zero state."""
   d = w_h.shape[0]
   zero = jnp.zeros(x_proj.shape[1:-1] + (d,), x_proj.dtype)
-  _, out = jax.lax.scan(functools.partial(_step, w_h, b_h, dtype), (zero, zero), x_proj,
+  _, out = jax.lax.scan(functools.partial(step, w_h, b_h, dtype), (zero, zero), x_proj,
                         unroll=unroll)
   return out
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from rstg_jax.models.graph import lstm_recurrence
@@ -57,13 +56,8 @@ class LSTMCell(nn.Module):
 
   def recur(self, carry: LSTMState, x_proj: jnp.ndarray) -> tuple[LSTMState, jnp.ndarray]:
     """One step from already projected inputs [..., 4D]."""
-    c, h = carry
-    pre = x_proj + precision.matmul(h, self.w_h, self.dtype) + self.b_h.astype(
-        precision.activation_dtype(self.dtype))
-    i, f, g, o = jnp.split(pre, 4, axis=-1)
-    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-    h = jax.nn.sigmoid(o) * jnp.tanh(c)
-    return (c, h), h
+    carry, (h, _, _) = lstm_recurrence.step(self.w_h, self.b_h, self.dtype, carry, x_proj)
+    return carry, h
 
   def __call__(self, carry: LSTMState, x: jnp.ndarray) -> tuple[LSTMState, jnp.ndarray]:
     return self.recur(carry, self.project_inputs(x))
