@@ -39,7 +39,10 @@ def _graph_outputs(adjacency: str, scan: str, remat: bool = False):
 def test_sown_attention_is_what_the_softmax_over_senders_gives(adjacency, scan):
   plain, out, state, variables = _graph_outputs(adjacency, scan)
   assert "intermediates" not in variables  # init does not keep them
-  np.testing.assert_array_equal(plain, out)  # sowing changes nothing
+  if scan == "k_pass":
+    np.testing.assert_array_equal(plain, out)  # sowing changes nothing
+  else:  # collecting takes the step-by-step scan; plain runs the skewed one (rounding)
+    np.testing.assert_allclose(plain, out, atol=1e-6, rtol=1e-6)
   graphs = explain.graph_intermediates(jax.device_get(state["intermediates"]))
   assert list(graphs) == ["graph"]
   att, nodes = graphs["graph"]["attention"], graphs["graph"]["node_out"]

@@ -75,6 +75,15 @@ class GraphConfig:
       multiply-sum (SpaceStage). Same results up to float rounding; False is the
       literal form (LN on every pair, then the gather), kept for tests and A/B timings.
       BN message norms always take the literal form.
+    wavefront: in 'fused' over a whole clip, run the scan on a skewed schedule: step s
+      runs iteration k on frame s - k for every k at once, so the K iterations share
+      one LSTM call and one space-stage call of K times the rows (their parameters
+      are shared), and the scan has T + K - 1 steps of one batched iteration instead
+      of T steps of K sequential ones. The first and last K - 1 steps (not every
+      iteration has a frame yet / still) run outside the scan with only the busy
+      iterations, so no work is wasted. Same results up to float rounding; False is
+      the step-by-step scan. Streaming, message BatchNorm and runs that collect the
+      'intermediates' (tools/explain) always take the step-by-step scan.
     stages: 'space_time' (the model); the paper's ablations: 'space' drops every
       LSTM (internal and external: nodes see one frame at a time), 'time' drops the
       space stage (nodes never exchange messages).
@@ -117,6 +126,7 @@ class GraphConfig:
   unroll: int = 1
   lstm_vjp: bool = True
   pair_rewrite: bool = True
+  wavefront: bool = True
   stages: str = "space_time"
   node_pooling: str = "mean"
   space_residual: bool = False

@@ -4,8 +4,10 @@ The recurrence of spec §6.2 is K iterations of (internal LSTM over the whole se
 space stage per frame) followed by an external LSTM. Because every quantity at
 (iteration k, time t) depends only on (k-1, t) and (k, t-1), it equals ONE scan over time
 whose carry holds the K+1 LSTM states (spec §6.3): `scan='fused'`. That is the form
-that streams, one frame at a time. `scan='k_pass'` runs the K passes literally; both
-use the same parameters.
+that streams, one frame at a time. Over a whole clip it runs skewed by default
+(`GraphConfig.wavefront`): step s takes iteration k on frame s - k, all K iterations in
+one batched call. `scan='k_pass'` runs the K passes literally; all use the same
+parameters.
 """
 from __future__ import annotations
 
@@ -22,6 +24,10 @@ from rstg_jax.models.graph.space_stage import SpaceStage, dense
 
 # One internal state per iteration that runs the time stage, then the external one.
 Carry = tuple[time_stage.LSTMState, ...]
+# The skewed schedule's carry: internal (c, h) stacked by time-stage iteration, the
+# external state (None for stages='space'), the node states waiting for the next
+# iteration.
+WaveCarry = tuple[time_stage.LSTMState, Any, jnp.ndarray]
 
 
 class RSTGCell(nn.Module):
@@ -66,6 +72,47 @@ class RSTGCell(nn.Module):
     state, o = self.lstm_ext(carry[-1], z)
     new.append(state)
     return tuple(new), o
+
+  def wave_step(self, carry: WaveCarry, z_s: jnp.ndarray | None, lo: int, hi: int,
+                train: bool = False) -> tuple[WaveCarry, jnp.ndarray | None]:
+    """One step of the skewed schedule (`RSTGGraph._wavefront_scan`).
+
+    Iterations lo..hi are busy, iteration k on frame s - k: its input is the new frame
+    z_s [B, N, D] for k = 0, else the pending output of iteration k - 1 from the last
+    step. The busy iterations run as one LSTM call and one space-stage call over a
+    leading axis [n = hi - lo + 1] (both modules are shared by the iterations).
+    carry = ((c, h) [K_t, B, N, D], the external LSTM state (c, h) [B, N, D] or None,
+    pending [K - 1, B, N, D]), K_t = len(time_stage_iters). Returns the new carry and,
+    when hi = K - 1, the output o [B, N, D] of frame s - (K - 1), else None.
+    """
+    cfg = self.config
+    last = cfg.num_process_iter - 1
+    iters = cfg.time_stage_iters
+    (c, h), ext, pending = carry
+    busy = range(lo, hi + 1)
+    x = jnp.stack([z_s if k == 0 else pending[k - 1] for k in busy])  # [n, B, N, D]
+    timed = [i for i, k in enumerate(busy) if k in iters]
+    if timed:
+      # busy is a range and iters a prefix of the iterations or all of them, so the
+      # LSTM rows and their states are contiguous.
+      assert timed == list(range(timed[0], timed[-1] + 1)), (busy, iters)
+      rows = slice(timed[0], timed[-1] + 1)
+      j = iters.index(busy[timed[0]])
+      states = slice(j, j + len(timed))
+      (c_new, h_new), y = self.lstm_int((c[states], h[states]), x[rows])
+      c, h = c.at[states].set(c_new), h.at[states].set(h_new)
+      x = y if len(timed) == len(busy) else x.at[rows].set(y)
+    if cfg.use_space:
+      x = self._after_space(x, self.space(x, train))
+    feeds = min(hi, last - 1) - lo + 1  # busy iterations whose output another takes
+    if feeds > 0:
+      pending = pending.at[lo:lo + feeds].set(x[:feeds])
+    o = None
+    if hi == last:
+      o = x[-1]
+      if cfg.use_time:
+        ext, o = self.lstm_ext(ext, o)
+    return ((c, h), ext, pending), o
 
   def _after_space(self, z: jnp.ndarray, out: jnp.ndarray) -> jnp.ndarray:
     """The node states after a space stage: its output, or z + it (space_residual)."""
@@ -134,8 +181,10 @@ class RSTGGraph(nn.Module):
 
   Call with a whole clip `nodes` [B, T, N, C], or stream with `carry=` (from
   `initial_carry`) and one frame `nodes` [B, N, C], which returns (carry, O_t [B, N, C_out]).
-  Frame by frame from the zero carry gives exactly the whole-clip outputs whenever
-  `not_streamable_reason` is None (not for the original's whole-clip LayerNorm).
+  Frame by frame from the zero carry gives exactly the outputs of the step-by-step
+  whole-clip scan (`wavefront=False`), and those of the other schedules up to float
+  rounding, whenever `not_streamable_reason` is None (not for the original's whole-clip
+  LayerNorm).
 
   Attributes:
     config: the graph settings.
@@ -193,14 +242,68 @@ class RSTGGraph(nn.Module):
     cell = RSTGCell(cfg, dtype=self.dtype, name="cell")
     if streaming:
       carry, out = cell(carry, z, train)
-    elif cfg.scan == "k_pass":
+    elif cfg.scan == "k_pass" or (cfg.use_norm == "BN" and self.is_initializing()):
+      # The fused scan carries message BatchNorm's statistics, which flax cannot
+      # create inside it; the K-pass form creates the same variables.
       out = cell.k_pass(z, train=train)
+    elif self._use_wavefront:
+      out = self._wavefront_scan(cell, z, train)
     else:
       out = self._fused_scan(cell, z, train)
 
     if self.project:
       out = dense(channels, "project_back_to_i3d", proj_dtype)(out)
     return (carry, out) if streaming else out
+
+  @property
+  def _use_wavefront(self) -> bool:
+    # Message BatchNorm takes statistics over the frames of one call, which the
+    # batched iterations would pool; the sown intermediates are per iteration and time.
+    cfg = self.config
+    return (cfg.wavefront and cfg.use_norm != "BN"
+            and not self.is_mutable_collection("intermediates"))
+
+  def _wavefront_scan(self, cell: RSTGCell, z: jnp.ndarray, train: bool) -> jnp.ndarray:
+    """The fused recurrence on the skewed schedule (`GraphConfig.wavefront`):
+    z [B, T, N, D] -> [B, T, N, D].
+
+    Step s (of T + K - 1) runs iteration k on frame s - k for every k with a frame.
+    The steps where all K iterations are busy (s = K-1 .. T-1) form one scan; the
+    K - 1 steps before and after it run outside, each with only its busy iterations.
+    """
+    cfg = self.config
+    b, frames = z.shape[:2]
+    last = cfg.num_process_iter - 1
+
+    def zeros(n):
+      return jnp.zeros((n, b, cfg.num_nodes, cfg.node_feat_dim), z.dtype)
+
+    timed = len(cfg.time_stage_iters)
+    ext = (time_stage.zero_state((b, cfg.num_nodes), cfg.node_feat_dim, z.dtype)
+           if cfg.use_time else None)
+    carry = ((zeros(timed), zeros(timed)), ext, zeros(last))
+
+    def step(lo, hi):
+      def body(c, carry, z_s):
+        return c.wave_step(carry, z_s, lo, hi, train)
+      return nn.remat(body) if cfg.remat else body
+
+    outs, s = [], 0
+    while s < frames + last:
+      lo, hi = max(0, s - frames + 1), min(last, s)
+      if lo == 0 and hi == last:  # s = K-1 .. T-1: every iteration busy
+        scan = nn.scan(step(lo, hi), variable_broadcast="params",
+                       split_rngs={"params": False}, in_axes=1, out_axes=1,
+                       unroll=cfg.unroll)
+        carry, o = scan(cell, carry, z[:, s:])
+        outs.append(o)
+        s = frames
+        continue
+      carry, o = step(lo, hi)(cell, carry, z[:, s] if lo == 0 else None)
+      if o is not None:
+        outs.append(o[:, None])
+      s += 1
+    return jnp.concatenate(outs, axis=1)
 
   def _fused_scan(self, cell: RSTGCell, z: jnp.ndarray, train: bool) -> jnp.ndarray:
     """One scan over time carrying the LSTM states: z [B, T, N, D] -> [B, T, N, D]."""
@@ -210,7 +313,12 @@ class RSTGGraph(nn.Module):
     if self.config.remat:
       body = nn.remat(body)
     # 'intermediates' (sown only when mutable, e.g. by tools/explain) stack over time.
-    scan = nn.scan(body, variable_broadcast="params", variable_carry="batch_stats",
+    # Message BatchNorm's statistics: carried (updated every step) in training, read
+    # only otherwise, where flax cannot carry an immutable collection.
+    stats = "batch_stats"
+    carried = stats if self.is_mutable_collection(stats) else ()
+    broadcast = ["params"] + ([] if carried else [stats])
+    scan = nn.scan(body, variable_broadcast=broadcast, variable_carry=carried,
                    variable_axes={"intermediates": 1},
                    split_rngs={"params": False}, in_axes=1, out_axes=1,
                    unroll=self.config.unroll)
