@@ -129,8 +129,10 @@ def class_names(config, meta: dict[str, Any], labels_file: str | None = None
   return [f"class {i}" for i in range(k)], "none found (give --class_names)"
 
 
-# Model settings that change speed or memory, not the function (not worth a note).
-_SPEED_KNOBS = ("dtype", "remat_stages", "graph.scan", "graph.remat", "graph.unroll")
+# Model settings that change speed or memory, not the function (not worth a note):
+# the exact rewrites of the graph differ from their literal forms by float rounding.
+_SPEED_KNOBS = ("dtype", "remat_stages", "graph.scan", "graph.remat", "graph.unroll",
+                "graph.lstm_vjp", "graph.pair_rewrite", "graph.wavefront")
 
 
 def model_differences(config, meta: dict[str, Any]) -> list[str]:

@@ -198,6 +198,10 @@ def test_settings_that_differ_from_the_checkpoints_config_are_noted(smt_run, v1_
   assert inference.model_differences(other, loaded.meta) == [
       "model.graph.norm_scope='clip' (the checkpoint was trained with 'per_frame')"]
   assert inference.model_differences(config, loaded.meta) == []
+  faster = config.copy_and_resolve_references()  # exact rewrites: speed, not function
+  faster.model.graph.scan, faster.model.graph.wavefront = "fused", False
+  faster.model.graph.lstm_vjp, faster.model.graph.pair_rewrite = False, False
+  assert inference.model_differences(faster, loaded.meta) == []
 
 
 def test_missing_input_and_unreadable_single_input_are_clear(smt_run, tmp_path):

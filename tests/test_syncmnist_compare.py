@@ -23,8 +23,10 @@ def test_compare_two_seeds_then_aggregate(tmp_path):
   common = ["--models=rstg_time,conv3d", "--steps=4", "--eval_every=2", "--width=4",
             "--graph_width=8", "--num_train=32", f"--data_dir={tmp_path / 'tfds'}"]
   for seed in (0, 1):
+    # Seed 1 with an override that changes nothing; its titles must still show it.
+    extra = ["--set=model.dtype=float32"] if seed else []
     r = _run("compare.py", f"--seed={seed}", f"--workdir={tmp_path / f's{seed}'}",
-             *common, cwd=tmp_path)
+             *common, *extra, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     results = json.loads((tmp_path / f"s{seed}" / "results.json").read_text())
     assert set(results) == {"rstg_time", "conv3d"}
@@ -33,6 +35,7 @@ def test_compare_two_seeds_then_aggregate(tmp_path):
       assert entry["steps"] == 4 and entry["seed"] == seed and entry["params"] > 0
       assert 0.0 <= entry["test_pair_top1"] <= 1.0
       assert "sync3_cpu" in entry["setup"]
+      assert entry["setup"].endswith(", --set model.dtype=float32") == bool(seed)
     # Time-only RSTG keeps its LSTMs but loses the space stage: fewer parameters
     # than the full graph would have, more than none.
     assert results["rstg_time"]["params"] != results["conv3d"]["params"]

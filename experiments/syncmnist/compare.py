@@ -251,7 +251,8 @@ def main(argv):
            f"pixels x{c.model.backbone.input_scale:.4g}, batch {c.batch_size}, "
            f"{c.optimizer.name} lr {c.optimizer.learning_rate:g} (graph x"
            f"{c.optimizer.graph_lr_factor:g}), {c.num_train_steps} steps"
-           + (f", init_from {c.init_from}" if c.init_from else "") + f", seed {c.seed}")
+           + (f", init_from {c.init_from}" if c.init_from else "") + f", seed {c.seed}"
+           + (f", --set {','.join(_SET.value)}" if _SET.value else ""))
   # One entry per model, keyed by its --models name (aggregate.py reads these).
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump({m: {**{k: r.get(k) for k in ("test_top1", "test_top5", "test_pair_top1",
