@@ -59,6 +59,15 @@ def max_rel_err(got, want, floor=1e-6):
   return max(jax.tree.leaves(errs))
 
 
+def assert_equal_in_float64(cfg_a, cfg_b, params, nodes, value_rtol=1e-11):
+  """Loss values and gradients of two graph settings agree to float64 rounding."""
+  with jax.enable_x64(True):
+    v_a, g_a = value_and_grads(cfg_a, params, nodes, jnp.float64)
+    v_b, g_b = value_and_grads(cfg_b, params, nodes, jnp.float64)
+    np.testing.assert_allclose(v_a, v_b, rtol=value_rtol)
+    assert max_rel_err(g_a, g_b) < 1e-10
+
+
 CASES = [dict(use_att="dot"), dict(use_att="dot", scan="k_pass"),
          dict(use_att="dot", adjacency="masked"),
          dict(use_att="simple", use_positional_emb=True, scalewise_update=False),

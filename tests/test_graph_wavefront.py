@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from rstg_jax.models.graph.rstg_graph import RSTGGraph
-from test_graph_rewrite import cfg_of, max_rel_err, value_and_grads
+from test_graph_rewrite import assert_equal_in_float64, cfg_of
 
 
 def params_and_nodes(cfg, frames, seed=0):
@@ -55,11 +55,7 @@ def test_wavefront_equals_step_by_step_scan_in_float64(k, frames, case):
   skewed = cfg_of(scan="fused", num_process_iter=k, wavefront=True, **case)
   stepwise = dataclasses.replace(skewed, wavefront=False, remat=False)
   params, nodes = params_and_nodes(skewed, frames, seed=k + frames)
-  with jax.enable_x64(True):
-    v_skew, g_skew = value_and_grads(skewed, params, nodes, jnp.float64)
-    v_step, g_step = value_and_grads(stepwise, params, nodes, jnp.float64)
-    np.testing.assert_allclose(v_skew, v_step, rtol=1e-11)
-    assert max_rel_err(g_skew, g_step) < 1e-10
+  assert_equal_in_float64(skewed, stepwise, params, nodes)
 
 
 def test_float32_wavefront_outputs_every_frame_once():

@@ -13,7 +13,8 @@ import pytest
 
 from rstg_jax.models.graph import lstm_recurrence
 from rstg_jax.models.graph.rstg_graph import RSTGGraph
-from test_graph_rewrite import cfg_of, max_rel_err, params_and_nodes, value_and_grads
+from test_graph_rewrite import (assert_equal_in_float64, cfg_of, max_rel_err,
+                                params_and_nodes, value_and_grads)
 
 CASES = [dict(), dict(time_iters="all"), dict(stages="time"),
          dict(use_att="simple", use_positional_emb=True)]
@@ -24,11 +25,7 @@ def test_hand_vjp_equals_jax_derivative_in_float64(case):
   hand = cfg_of(scan="k_pass", lstm_vjp=True, **case)
   autodiff = dataclasses.replace(hand, lstm_vjp=False)
   params, nodes = params_and_nodes(hand, seed=2)
-  with jax.enable_x64(True):
-    v_hand, g_hand = value_and_grads(hand, params, nodes, jnp.float64)
-    v_auto, g_auto = value_and_grads(autodiff, params, nodes, jnp.float64)
-    np.testing.assert_allclose(v_hand, v_auto, rtol=1e-12)
-    assert max_rel_err(g_hand, g_auto) < 1e-10
+  assert_equal_in_float64(hand, autodiff, params, nodes, value_rtol=1e-12)
 
 
 def test_recurrence_gradient_matches_finite_differences():
