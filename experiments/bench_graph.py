@@ -74,8 +74,9 @@ def train_like_step(cfg: GraphConfig, dtype=jnp.float32):
   return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
 
 
-def bench_graph(cfg: GraphConfig, batch: int, frames: int, repeats: int,
-                matmul: Matmul, ceiling: bool = False) -> dict:
+def prepared_step(cfg: GraphConfig, batch: int, frames: int):
+  """(train-like step, params, nodes [B, T, N, D], the step's FLOPs), compiled and run
+  once; the same random nodes and parameters for every setting."""
   nodes = jax.random.normal(jax.random.key(0), (batch, frames, cfg.num_nodes,
                                                 cfg.node_feat_dim))
   params = jax.jit(RSTGGraph(cfg).init)(jax.random.key(1), nodes)["params"]
@@ -83,6 +84,12 @@ def bench_graph(cfg: GraphConfig, batch: int, frames: int, repeats: int,
   # XLA's cost analysis counts a loop body once; xla_flops adds every iteration back.
   flops = model_report.xla_flops(step, params, nodes)
   seconds_of(step, params, nodes)  # warm-up (and compile)
+  return step, params, nodes, flops
+
+
+def bench_graph(cfg: GraphConfig, batch: int, frames: int, repeats: int,
+                matmul: Matmul, ceiling: bool = False) -> dict:
+  step, params, nodes, flops = prepared_step(cfg, batch, frames)
   times, mm_rates, ratios = [], [], []
   for _ in range(repeats):
     mm = matmul.gflops_per_s()
@@ -110,26 +117,18 @@ def ab_compare(base: GraphConfig, field: str, batch: int, frames: int, repeats: 
                matmul: Matmul) -> dict:
   """Interleaves `field`=False and True step by step (with the matmul), so that the load
   of a shared machine hits both alike; medians of times and of per-round ratios."""
-  nodes = jax.random.normal(jax.random.key(0), (batch, frames, base.num_nodes,
-                                                base.node_feat_dim))
-  sides = {}
-  for value in (False, True):
-    cfg = dataclasses.replace(base, **{field: value})
-    params = jax.jit(RSTGGraph(cfg).init)(jax.random.key(1), nodes)["params"]
-    step = train_like_step(cfg)
-    flops = model_report.xla_flops(step, params, nodes)
-    seconds_of(step, params, nodes)
-    sides[value] = (step, params, flops)
+  sides = {value: prepared_step(dataclasses.replace(base, **{field: value}), batch, frames)
+           for value in (False, True)}
   times = {False: [], True: []}
   ratios = {False: [], True: []}
   for _ in range(repeats):
-    for value, (step, params, flops) in sides.items():
+    for value, (step, params, nodes, flops) in sides.items():
       mm = matmul.gflops_per_s()
       sec = seconds_of(step, params, nodes)
       times[value].append(sec)
       ratios[value].append(flops / sec / 1e9 / mm)
   return {v: {"seconds": statistics.median(times[v]), "ratio": statistics.median(ratios[v]),
-              "gflop_per_step": sides[v][2] / 1e9} for v in (False, True)} | {
+              "gflop_per_step": sides[v][3] / 1e9} for v in (False, True)} | {
       "speedup": statistics.median(a / b for a, b in zip(times[False], times[True]))}
 
 

@@ -38,10 +38,8 @@ import types
 
 import jax
 
-from bench_graph import SHAPES, seconds_of, train_like_step
+from bench_graph import SHAPES, prepared_step, seconds_of
 from rstg_jax.models.graph.graph_config import GraphConfig
-from rstg_jax.models.graph.rstg_graph import RSTGGraph
-from rstg_jax.tools import model_report
 
 TARGET_SPEEDUP = 3.0  # issue 16, at both shapes
 
@@ -141,12 +139,9 @@ def main():
     theirs()  # warm-up
     their_gflop = torch_gflop(model, theirs)
     for scan in scans:
-      cfg = dataclasses.replace(base, scan=scan)
-      x = jax.random.normal(jax.random.key(0), (batch, frames, n, d))
-      params = jax.jit(RSTGGraph(cfg).init)(jax.random.key(1), x)["params"]
-      ours = train_like_step(cfg)
-      our_gflop = model_report.xla_flops(ours, params, x) / 1e9
-      seconds_of(ours, params, x)  # compile
+      ours, params, x, flops = prepared_step(dataclasses.replace(base, scan=scan),
+                                             batch, frames)
+      our_gflop = flops / 1e9
       t_ours, t_theirs = [], []
       for _ in range(args.repeats):
         t_ours.append(seconds_of(ours, params, x))

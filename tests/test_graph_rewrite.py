@@ -25,8 +25,8 @@ def cfg_of(**kw):
   return GraphConfig(node_feat_dim=D, message_dims=D, **kw)
 
 
-def params_and_nodes(cfg, seed=0):
-  nodes = jax.random.normal(jax.random.key(seed), SHAPE)
+def params_and_nodes(cfg, seed=0, frames=SHAPE[1]):
+  nodes = jax.random.normal(jax.random.key(seed), (SHAPE[0], frames) + SHAPE[2:])
   params = jax.jit(RSTGGraph(cfg).init)(jax.random.key(seed + 1), nodes)["params"]
   # Non-zero biases and LN affines, so that a misplaced one shows.
   rng = np.random.default_rng(seed)

@@ -15,16 +15,7 @@ import numpy as np
 import pytest
 
 from rstg_jax.models.graph.rstg_graph import RSTGGraph
-from test_graph_rewrite import assert_equal_in_float64, cfg_of
-
-
-def params_and_nodes(cfg, frames, seed=0):
-  nodes = jax.random.normal(jax.random.key(seed), (2, frames, 14, cfg.node_feat_dim))
-  params = jax.jit(RSTGGraph(cfg).init)(jax.random.key(seed + 1), nodes)["params"]
-  rng = np.random.default_rng(seed)
-  params = jax.tree.map(lambda p: p + 0.3 * rng.normal(size=p.shape).astype(np.float32),
-                        params)
-  return params, nodes
+from test_graph_rewrite import assert_equal_in_float64, cfg_of, params_and_nodes
 
 
 # (K, T, settings): T < K (no scan: every step is an edge), K > 3 (iterations without
@@ -55,13 +46,13 @@ CASES = [
 def test_wavefront_equals_step_by_step_scan_in_float64(k, frames, case):
   skewed = cfg_of(scan="fused", num_process_iter=k, wavefront=True, **case)
   stepwise = dataclasses.replace(skewed, wavefront=False, remat=False)
-  params, nodes = params_and_nodes(skewed, frames, seed=k + frames)
+  params, nodes = params_and_nodes(skewed, seed=k + frames, frames=frames)
   assert_equal_in_float64(skewed, stepwise, params, nodes)
 
 
 def test_float32_wavefront_outputs_every_frame_once():
   cfg = cfg_of(scan="fused")
-  params, nodes = params_and_nodes(cfg, 7, seed=3)
+  params, nodes = params_and_nodes(cfg, seed=3, frames=7)
   skewed = jax.jit(RSTGGraph(cfg).apply)({"params": params}, nodes)
   stepwise = jax.jit(RSTGGraph(dataclasses.replace(cfg, wavefront=False)).apply)(
       {"params": params}, nodes)
