@@ -140,5 +140,7 @@ def test_dense_takes_the_low_matmul_only_for_its_own_contraction():
   got = precision._low_dot_general(x, b, batched, preferred_element_type=jnp.float32)
   np.testing.assert_array_equal(
       got, jax.lax.dot_general(x, b, batched, preferred_element_type=jnp.float32))
+  # As nn.Dense calls it (no preferred type): still float32 accumulation and output.
+  assert precision._low_dot_general(x, b, batched).dtype == jnp.float32
   jaxpr = str(jax.make_jaxpr(lambda a, k: precision._low_dot_general(a, k, dense_dims))(x, w))
   assert "custom_vjp_call" in jaxpr

@@ -54,6 +54,7 @@ def low_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
   GFLOP/s on an AMX CPU, against ~350-550 for bf16 in its YNNPACK form). Here both
   gradients are low-precision matmuls in the form that takes the fast path: the
   cotangent is rounded to x's dtype, as in the usual mixed-precision backward pass.
+  Being a custom_vjp, it supports reverse-mode differentiation only (no jax.jvp).
   """
   return jnp.matmul(x, w, preferred_element_type=jnp.float32)
 
@@ -80,13 +81,13 @@ low_matmul.defvjp(_low_matmul_fwd, _low_matmul_bwd)
 def _low_dot_general(lhs, rhs, dimension_numbers, precision=None,
                      preferred_element_type=None):
   """nn.Dense's dot_general for low-precision inputs: `low_matmul` for its
-  [..., K] x [K, N] contraction, lax.dot_general otherwise."""
+  [..., K] x [K, N] contraction, else lax.dot_general; both accumulate in float32."""
   (lc, rc), (lb, rb) = dimension_numbers
   if (rhs.ndim == 2 and tuple(lc) == (lhs.ndim - 1,) and tuple(rc) == (0,)
       and not lb and not rb):
     return low_matmul(lhs, rhs)
   return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,
-                             preferred_element_type=preferred_element_type)
+                             preferred_element_type=preferred_element_type or jnp.float32)
 
 
 def einsum(spec: str, a: jax.Array, b: jax.Array, dtype: Any) -> jax.Array:
