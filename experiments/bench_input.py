@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import tempfile
 import time
 
@@ -41,6 +42,18 @@ _GPU_PEAK = flags.DEFINE_float("gpu_peak_tflops", 989.0,
                                "dense bf16 peak of the GPU (H100 SXM: 989)")
 _GPU_MFU = flags.DEFINE_float("gpu_mfu", 0.35, "assumed model FLOP utilisation on the GPU")
 _JSON = flags.DEFINE_bool("json", False, "print the figures as one JSON line too")
+
+
+def _cpu_name() -> str:
+  """The processor's model name (Linux), so a carried result says where it was measured."""
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
 
 
 def _time_input(make, clips: int) -> float:
@@ -94,7 +107,8 @@ def main(argv):
   load = os.getloadavg()[0]
   names = ft.fake_class_names()
   out = {"config": _CONFIG.value, "clip": [d.num_frames, d.image_size, d.image_size],
-         "cores": cores, "load_1min": round(load, 2), "train_input": {}, "eval_input": {}}
+         "cpu": _cpu_name(), "cores": cores, "load_1min": round(load, 2), "train_input": {},
+         "eval_input": {}}
   print(f"{_CONFIG.value}: clip {d.num_frames}x{d.image_size}^2, eval views "
         f"{d.eval_views} (dense 11x2 timed too); {cores} cores, load {load:.2f}")
   with tempfile.TemporaryDirectory() as tmp:
@@ -139,9 +153,11 @@ def main(argv):
   device = jax.devices()[0].device_kind
   gpu_rate = _GPU_PEAK.value * 1e12 * _GPU_MFU.value / flops
   out.update(train_input_clips_per_s_per_core=round(per_core, 2),
-             train_step_clips_per_s=round(step_rate, 3), train_step_device=device,
-             train_step_gflop_per_clip=round(flops / 1e9, 1),
-             input_cores_for_this_step=round(step_rate / per_core, 2),
+             # null, not NaN (which strict JSON readers refuse), when the step is not timed
+             train_step_clips_per_s=round(step_rate, 3) if _STEP_REPS.value else None,
+             train_step_device=device, train_step_gflop_per_clip=round(flops / 1e9, 1),
+             input_cores_for_this_step=(round(step_rate / per_core, 2) if _STEP_REPS.value
+                                        else None),
              gpu_step_clips_per_s_estimate=round(gpu_rate, 1),
              input_cores_for_gpu_step=round(gpu_rate / per_core, 1))
   if _STEP_REPS.value:

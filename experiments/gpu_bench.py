@@ -9,14 +9,20 @@
    the peak device memory is that run's): clips/s, MFU against the card's dense bf16
    peak (looked up from jax.devices()[0].device_kind), peak device memory, XLA temp;
 3. the training input (experiments/bench_input.py, all cores) against the fastest of
-   those steps: does the input pipeline keep up?
+   those steps: does the input pipeline keep up? The input pipeline needs TensorFlow;
+   on a host without it (a CUDA image with no internet, where TensorFlow is too large
+   to carry), the per-core rate measured where experiments/gpu_prepare.sh ran
+   (.gpu_carry/bench_input.json, or --input_json) is scaled to this host's cores and
+   reported as such.
 
-Each part runs in its own subprocess with a time limit; a part that fails or runs out of
-time is reported and the rest still run. Prints one table and a final JSON line.
+Each part runs in its own subprocess with a time limit, and all of them within
+--budget_s; a part that fails or runs out of time is reported and the rest still run.
+Prints one table and a final JSON line (also written to --out).
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -24,6 +30,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+CARRIED_INPUT = os.path.join(os.path.dirname(HERE), ".gpu_carry", "bench_input.json")
 
 # Dense (no sparsity) bf16 tensor-core peaks, TFLOP/s, by a substring of device_kind.
 # Order matters: the first match wins.
@@ -69,6 +76,50 @@ def run_json(args: list[str], timeout: float) -> tuple[object | None, str]:
   return None, f"no JSON in the output of {' '.join(args)}: {out[-500:]}"
 
 
+def load_input_json(path: str) -> tuple[dict | None, str]:
+  """A bench_input.py --json result from a file; (None, why) when it is unusable."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      r = json.load(f)
+    rate = float(r["train_input_clips_per_s_per_core"])
+  except OSError as e:
+    return None, f"{path}: cannot read ({e.strerror})"
+  except (ValueError, TypeError) as e:
+    return None, f"{path}: not a bench_input.py --json result ({e})"
+  except KeyError as e:
+    return None, f"{path}: no field {e} (expected a bench_input.py --json result)"
+  if not rate > 0:
+    return None, f"{path}: train_input_clips_per_s_per_core is {rate}, expected > 0"
+  return r, ""
+
+
+def measure_or_load_input(args, timeout: float) -> tuple[dict | None, str, str]:
+  """(bench_input result, error, where it comes from) for the training-input part."""
+  path = args.input_json
+  if path is None and importlib.util.find_spec("tensorflow") is None:
+    if not os.path.exists(CARRIED_INPUT):
+      return None, ("no TensorFlow here, which the input pipeline needs, and no "
+                    f"{CARRIED_INPUT}: run experiments/gpu_prepare.sh where the project "
+                    "is installed and bring .gpu_carry/ along"), ""
+    path = CARRIED_INPUT
+  if path is not None:
+    r, err = load_input_json(path)
+    if err:
+      return None, err, ""
+    where = (f"{r.get('config', '?')} {r.get('clip', '?')} on {r.get('cpu') or 'a CPU'}, "
+             f"{r.get('cores', '?')} cores, load {r.get('load_1min', '?')}")
+    return r, "", f"per-core rate measured elsewhere: {where} ({path}), times this host's cores"
+  input_args = [os.path.join(HERE, "bench_input.py"), "--json", "--step_reps=0"]
+  if args.tiny:
+    input_args += ["--config=smt_i3d_rstg_final:tiny", "--videos=8", "--frames=12",
+                   "--clips=4", "--eval_videos=1", "--threads=1"]
+  else:
+    input_args += ["--config=smt_i3d_rstg_final", f"--threads={os.cpu_count()}",
+                   "--videos=16", "--clips=32", "--eval_videos=1"]
+  r, err = run_json(input_args, timeout)
+  return r, err, "measured here"
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -78,9 +129,22 @@ def main():
   parser.add_argument("--configs", default="smt_i3d_rstg_final,smt_i3d_rstg_res3_res4")
   parser.add_argument("--remat_modes", default="False,True",
                       help="remat settings of the model runs (comma list)")
+  parser.add_argument("--budget_s", type=float, default=None,
+                      help="wall-clock budget of all parts (default 470 s, --tiny 1800 s)")
+  parser.add_argument("--input_json", default=None,
+                      help="bench_input.py --json output measured elsewhere, used instead of "
+                           "measuring here (default where TensorFlow is missing: "
+                           ".gpu_carry/bench_input.json)")
+  parser.add_argument("--out", default=None, help="also write the result JSON to this file")
   args = parser.parse_args()
   skip = set(filter(None, args.skip.split(",")))
   t_start = time.perf_counter()
+  budget = args.budget_s or (1800.0 if args.tiny else 470.0)
+
+  def time_limit(part_limit: float) -> float:
+    # Each part gets its own limit, cut to what is left of the budget, so the table and
+    # the JSON are printed before a caller's own time limit ends the whole run.
+    return max(1.0, min(part_limit, budget - (time.perf_counter() - t_start) - 5.0))
 
   import jax  # pylint: disable=g-import-not-at-top
   kind = jax.devices()[0].device_kind
@@ -96,7 +160,7 @@ def main():
     graph_args = [os.path.join(HERE, "bench_graph.py"), "--json"]
     if args.tiny:
       graph_args += ["--shape=tiny", "--repeats=1", "--matmul_n=512"]
-    r, err = run_json(graph_args, 300 if args.tiny else 150)
+    r, err = run_json(graph_args, time_limit(300 if args.tiny else 150))
     result["graph"] = r
     if err:
       errors.append(("graph", err))
@@ -118,7 +182,7 @@ def main():
                            f"--configs={config}", f"--remat={remat}",
                            f"--config_dir={os.path.join(os.path.dirname(HERE), 'configs')}"]
                           + size,
-                          400 if args.tiny else 200)
+                          time_limit(400 if args.tiny else 200))
         if err:
           errors.append((f"{config} remat={remat}", err))
           continue
@@ -137,23 +201,21 @@ def main():
             f"{row['temp_gib']} | {row['compile_s']} |", flush=True)
 
   if "input" not in skip:
-    input_args = [os.path.join(HERE, "bench_input.py"), "--json", "--step_reps=0"]
-    if args.tiny:
-      input_args += ["--config=smt_i3d_rstg_final:tiny", "--videos=8", "--frames=12",
-                     "--clips=4", "--eval_videos=1", "--threads=1"]
-    else:
-      input_args += ["--config=smt_i3d_rstg_final", f"--threads={os.cpu_count()}",
-                     "--videos=16", "--clips=32", "--eval_videos=1"]
-    r, err = run_json(input_args, 300 if args.tiny else 150)
+    r, err, source = measure_or_load_input(args, time_limit(300 if args.tiny else 150))
     result["input"] = r
     if err:
       errors.append(("input", err))
     else:
-      input_rate = max(r["train_input"].values())
+      cores = os.cpu_count() or 1
+      if source == "measured here":
+        input_rate = max(r["train_input"].values())
+      else:  # a per-core rate from elsewhere, scaled to this host's cores
+        input_rate = r["train_input_clips_per_s_per_core"] * cores
       need = max((row["clips_per_s"] for row in models), default=None)
       keeps_up = None if need is None else input_rate >= need
-      result["input_keeps_up"] = keeps_up
-      print(f"training input: {input_rate:.1f} clips/s on {os.cpu_count()} cores "
+      result.update(input_source=source, input_clips_per_s=round(input_rate, 2),
+                    input_keeps_up=keeps_up)
+      print(f"training input ({source}): {input_rate:.1f} clips/s on {cores} cores "
             f"({r['train_input_clips_per_s_per_core']:.2f} per core); fastest step "
             f"{need} clips/s -> keeps up: {keeps_up}", flush=True)
 
@@ -162,6 +224,9 @@ def main():
     print(f"FAILED {part}: {err}", file=sys.stderr)
   result["seconds"] = round(time.perf_counter() - t_start, 1)
   print(json.dumps(result))
+  if args.out:
+    with open(args.out, "w", encoding="utf-8") as f:
+      json.dump(result, f, indent=1)
   sys.exit(1 if errors else 0)
 
 

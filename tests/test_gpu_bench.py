@@ -40,3 +40,39 @@ def test_gpu_bench_tiny_runs_end_to_end():
   assert row["config"] == "smt_i3d_rstg_final" and row["remat"] is True
   assert row["clips_per_s"] > 0 and row["temp_gib"] is not None
   assert result["input_keeps_up"] in (True, False)
+
+
+def _run_input_part(*flags):
+  return subprocess.run(
+      [sys.executable, os.path.join(ROOT, "experiments", "gpu_bench.py"),
+       "--skip=graph,models", *flags],
+      capture_output=True, text=True, env=dict(os.environ, JAX_PLATFORMS="cpu"),
+      timeout=300, check=False)
+
+
+def test_input_rate_from_a_carried_measurement(tmp_path):
+  # A GPU host without TensorFlow takes the per-core input rate measured where
+  # gpu_prepare.sh ran, times its own cores, and says so.
+  measured = {"config": "smt_i3d_rstg_final", "clip": [32, 224, 224], "cpu": "Test CPU 9000",
+              "cores": 2, "load_1min": 0.3, "train_input": {"2": 40.0},
+              "train_input_clips_per_s_per_core": 20.0}
+  path = tmp_path / "bench_input.json"
+  path.write_text(json.dumps(measured))
+  out = tmp_path / "result.json"
+  proc = _run_input_part(f"--input_json={path}", f"--out={out}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads(out.read_text())
+  assert result["errors"] == []
+  assert result["input_clips_per_s"] == 20.0 * os.cpu_count()
+  assert "Test CPU 9000" in result["input_source"] and str(path) in result["input_source"]
+  assert result["input_keeps_up"] is None  # no model step was timed to compare with
+
+
+def test_unusable_input_measurement_names_the_file(tmp_path):
+  path = tmp_path / "bench_input.json"
+  path.write_text(json.dumps({"cores": 2}))
+  proc = _run_input_part(f"--input_json={path}")
+  assert proc.returncode == 1
+  assert f"{path}: no field 'train_input_clips_per_s_per_core'" in proc.stderr
+  proc = _run_input_part(f"--input_json={tmp_path / 'missing.json'}")
+  assert proc.returncode == 1 and "missing.json: cannot read" in proc.stderr
