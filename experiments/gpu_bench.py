@@ -51,6 +51,8 @@ def bf16_peak_tflops(device_kind: str) -> float | None:
 
 def run_json(args: list[str], timeout: float) -> tuple[object | None, str]:
   """Runs a python script; returns (the JSON at the end of its stdout, error text)."""
+  if timeout < 5:
+    return None, f"not run, the time budget (--budget_s) is spent: {' '.join(args)}"
   cmd = [sys.executable] + args
   t0 = time.perf_counter()
   try:
@@ -144,7 +146,7 @@ def main():
   def time_limit(part_limit: float) -> float:
     # Each part gets its own limit, cut to what is left of the budget, so the table and
     # the JSON are printed before a caller's own time limit ends the whole run.
-    return max(1.0, min(part_limit, budget - (time.perf_counter() - t_start) - 5.0))
+    return max(0.0, min(part_limit, budget - (time.perf_counter() - t_start) - 5.0))
 
   import jax  # pylint: disable=g-import-not-at-top
   kind = jax.devices()[0].device_kind

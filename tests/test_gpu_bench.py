@@ -76,3 +76,18 @@ def test_unusable_input_measurement_names_the_file(tmp_path):
   assert f"{path}: no field 'train_input_clips_per_s_per_core'" in proc.stderr
   proc = _run_input_part(f"--input_json={tmp_path / 'missing.json'}")
   assert proc.returncode == 1 and "missing.json: cannot read" in proc.stderr
+
+
+def test_parts_past_the_budget_are_reported_not_run(tmp_path):
+  out = tmp_path / "result.json"
+  proc = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "experiments", "gpu_bench.py"), "--tiny",
+       "--budget_s=1", "--skip=input", "--configs=smt_i3d_rstg_final", "--remat_modes=True",
+       f"--out={out}"],
+      capture_output=True, text=True, env=dict(os.environ, JAX_PLATFORMS="cpu"),
+      timeout=300, check=False)
+  assert proc.returncode == 1
+  result = json.loads(out.read_text())
+  assert result["graph"] is None and result["models"] == []
+  assert len(result["errors"]) == 2
+  assert all("time budget (--budget_s) is spent" in e for e in result["errors"])
