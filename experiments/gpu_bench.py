@@ -22,6 +22,7 @@ Prints one table and a final JSON line (also written to --out).
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -30,7 +31,9 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CARRIED_INPUT = os.path.join(os.path.dirname(HERE), ".gpu_carry", "bench_input.json")
+# What experiments/gpu_prepare.sh measured where TensorFlow is installed ($GPU_CARRY).
+CARRIED_INPUT = os.path.join(
+    os.path.dirname(HERE), os.environ.get("GPU_CARRY", ".gpu_carry"), "bench_input.json")
 
 # Dense (no sparsity) bf16 tensor-core peaks, TFLOP/s, by a substring of device_kind.
 # Order matters: the first match wins.
@@ -78,6 +81,18 @@ def run_json(args: list[str], timeout: float) -> tuple[object | None, str]:
   return None, f"no JSON in the output of {' '.join(args)}: {out[-500:]}"
 
 
+def package_versions() -> dict[str, str | None]:
+  """Installed versions of what the benchmarks run on (None: absent), for the report."""
+  out = {}
+  for name in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "ml_collections", "clu",
+               "tensorflow", "numpy"):
+    try:
+      out[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      out[name] = None
+  return out
+
+
 def load_input_json(path: str) -> tuple[dict | None, str]:
   """A bench_input.py --json result from a file; (None, why) when it is unusable."""
   try:
@@ -102,7 +117,7 @@ def measure_or_load_input(args, timeout: float) -> tuple[dict | None, str, str]:
     if not os.path.exists(CARRIED_INPUT):
       return None, ("no TensorFlow here, which the input pipeline needs, and no "
                     f"{CARRIED_INPUT}: run experiments/gpu_prepare.sh where the project "
-                    "is installed and bring .gpu_carry/ along"), ""
+                    "is installed and bring its folder along"), ""
     path = CARRIED_INPUT
   if path is not None:
     r, err = load_input_json(path)
@@ -155,7 +170,11 @@ def main():
   print(f"device: {kind} ({backend}, {len(jax.devices())} device(s), {os.cpu_count()} CPUs);"
         f" dense bf16 peak: {peak if peak else 'unknown'} TFLOP/s", flush=True)
   del jax  # the parts run in subprocesses, each owning the device in turn
-  result = {"device": kind, "backend": backend, "bf16_peak_tflops": peak, "tiny": args.tiny}
+  versions = package_versions()
+  print("python " + sys.version.split()[0] + "; "
+        + ", ".join(f"{k} {v or 'absent'}" for k, v in versions.items()), flush=True)
+  result = {"device": kind, "backend": backend, "bf16_peak_tflops": peak, "tiny": args.tiny,
+            "python": sys.version.split()[0], "versions": versions}
   errors = []
 
   if "graph" not in skip:

@@ -5,7 +5,8 @@
 # Extra arguments go to gpu_bench.py (--steps=N, --skip=graph,models,input, --out=FILE).
 #
 # On a host without internet, first run experiments/gpu_prepare.sh where pip works and
-# bring .gpu_carry/ along: its wheels are installed here into a temporary folder.
+# bring .gpu_carry/ (or $GPU_CARRY) along: its wheels are installed here into a temporary
+# folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
@@ -14,10 +15,11 @@ export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 export XLA_PYTHON_CLIENT_PREALLOCATE="${XLA_PYTHON_CLIENT_PREALLOCATE:-false}"
 
 source experiments/tree_site.sh
+export GPU_CARRY="${GPU_CARRY:-.gpu_carry}"
 shopt -s nullglob
-wheels=(.gpu_carry/wheels/*.whl)
+wheels=("$GPU_CARRY"/wheels/*.whl)
 if [ ${#wheels[@]} -gt 0 ]; then
-  echo "installing ${#wheels[@]} carried wheel(s) from .gpu_carry/wheels"
+  echo "installing ${#wheels[@]} carried wheel(s) from $GPU_CARRY/wheels"
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$tree_site" \
     "${wheels[@]}"
 fi

@@ -5,9 +5,9 @@
 #   .gpu_carry/bench_input.json  the Something-Something input measured here, used there
 #                                only when that host has no TensorFlow (too large to carry)
 #
-#   bash experiments/gpu_prepare.sh                 # wheels + input measurement (~2 min)
+#   bash experiments/gpu_prepare.sh                 # wheels + input measurement (~30 s)
 #   bash experiments/gpu_prepare.sh --no-input      # wheels only
-#   GPU_PYTHON=3.12 GPU_WHEELS="ml_collections clu" bash experiments/gpu_prepare.sh
+#   GPU_PYTHON=3.12 GPU_WHEELS="ml_collections clu" GPU_CARRY=DIR bash experiments/gpu_prepare.sh
 #
 # Then, on the GPU host, from a copy of this tree that includes .gpu_carry/:
 #   bash experiments/gpu_bench.sh --out=RESULT.json
@@ -26,9 +26,10 @@ for arg in "$@"; do
     *) echo "gpu_prepare.sh: unknown argument '$arg' (known: --no-input)" >&2; exit 2 ;;
   esac
 done
+PY="${PYTHON:-python3}"
 py_version="${GPU_PYTHON:-3.12}"
 packages="${GPU_WHEELS:-ml_collections clu}"
-carry=.gpu_carry
+carry="${GPU_CARRY:-.gpu_carry}"
 
 # Pin each wheel to the version CI tests (constraints.txt), where it is listed there.
 specs=()
@@ -46,17 +47,17 @@ for p in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 \
          manylinux2014_x86_64 manylinux1_x86_64; do
   platforms+=(--platform "$p")
 done
-python -m pip download -q --no-deps --only-binary=:all: --python-version "$py_version" \
+"$PY" -m pip download -q --no-deps --only-binary=:all: --python-version "$py_version" \
   --implementation cp "${platforms[@]}" -d "$carry/wheels" "${specs[@]}"
 ls -l "$carry/wheels"
 
 if [ "$measure_input" = 1 ]; then
   source experiments/tree_site.sh
   echo "measuring the training input on this machine ($(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg))"
-  python experiments/bench_input.py --json --step_reps=0 --threads="$(nproc)" --videos=16 \
+  "$PY" experiments/bench_input.py --json --step_reps=0 --threads="$(nproc)" --videos=16 \
     --clips=32 --eval_videos=1 | tee "$carry/input.log"
   tail -n 1 "$carry/input.log" > "$carry/bench_input.json"
-  python -c "import json, sys; json.load(open(sys.argv[1]))" "$carry/bench_input.json"
+  "$PY" -c "import json, sys; json.load(open(sys.argv[1]))" "$carry/bench_input.json"
 fi
 du -sh "$carry"
 if git rev-parse --git-dir >/dev/null 2>&1 && ! git check-ignore -q "$carry"; then

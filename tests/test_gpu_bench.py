@@ -91,3 +91,41 @@ def test_parts_past_the_budget_are_reported_not_run(tmp_path):
   assert result["graph"] is None and result["models"] == []
   assert len(result["errors"]) == 2
   assert all("time budget (--budget_s) is spent" in e for e in result["errors"])
+
+
+def test_carried_wheels_install_offline_into_the_run(tmp_path):
+  # gpu_bench.sh installs whatever wheels gpu_prepare.sh carried, without an index: here a
+  # one-module wheel built on the spot stands in for ml_collections and clu.
+  src = tmp_path / "probe"
+  (src / "rstg_carry_probe").mkdir(parents=True)
+  (src / "rstg_carry_probe" / "__init__.py").write_text("VERSION = 1\n")
+  (src / "setup.py").write_text(
+      "import setuptools\nsetuptools.setup(name='rstg_carry_probe', version='1.0', "
+      "packages=['rstg_carry_probe'])\n")
+  carry = tmp_path / "carry"
+  subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                  "--no-build-isolation", "--no-index", "-w", str(carry / "wheels"), str(src)],
+                 check=True, capture_output=True, timeout=300)
+  # The python the script runs: first checks that the benchmark would import the carried
+  # package and this tree's packages (under their installed names), then runs it.
+  python = tmp_path / "python"
+  python.write_text(
+      "#!/usr/bin/env bash\n"
+      'if [ "$1" = experiments/gpu_bench.py ]; then\n'
+      f'  "{sys.executable}" -c "import rstg_carry_probe, rstg_jax, rstg_configs, '
+      'rstg_datasets; print(\'imports: \' + rstg_configs.__file__)" || exit 9\n'
+      "fi\n"
+      f'exec "{sys.executable}" "$@"\n')
+  python.chmod(0o755)
+  out = tmp_path / "result.json"
+  proc = subprocess.run(
+      ["bash", os.path.join(ROOT, "experiments", "gpu_bench.sh"), "--skip=graph,models,input",
+       f"--out={out}"],
+      capture_output=True, text=True, timeout=300, check=False,
+      env=dict(os.environ, JAX_PLATFORMS="cpu", GPU_CARRY=str(carry), PYTHON=str(python)))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert f"installing 1 carried wheel(s) from {carry}/wheels" in proc.stdout
+  # this tree's configs, through the temporary folder of links
+  assert "imports: " in proc.stdout and "/rstg_configs/__init__.py" in proc.stdout
+  result = json.loads(out.read_text())
+  assert result["errors"] == [] and result["versions"]["jax"]
