@@ -12,6 +12,7 @@ import dataclasses
 import statistics
 
 import jax
+from jax.extend import core as jex_core
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -66,7 +67,7 @@ def _dot_input_dtypes(cfg, dtype):
     for eqn in jp.eqns:
       if eqn.primitive.name == "dot_general":
         found.append((eqn.invars[0].aval.dtype, eqn.outvars[0].aval.dtype))
-      for sub in jax.core.jaxprs_in_params(eqn.params):
+      for sub in jex_core.jaxprs_in_params(eqn.params):
         walk(sub)
 
   walk(jaxpr.jaxpr)
