@@ -81,15 +81,23 @@ def run_json(args: list[str], timeout: float) -> tuple[object | None, str]:
   return None, f"no JSON in the output of {' '.join(args)}: {out[-500:]}"
 
 
+def _version(*dists: str) -> str | None:
+  """The installed version of the first of `dists` present, else None."""
+  for dist in dists:
+    try:
+      return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+      continue
+  return None
+
+
 def package_versions() -> dict[str, str | None]:
   """Installed versions of what the benchmarks run on (None: absent), for the report."""
-  out = {}
-  for name in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "ml_collections", "clu",
-               "tensorflow", "numpy"):
-    try:
-      out[name] = importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-      out[name] = None
+  out = {name: _version(name) for name in ("jax", "jaxlib", "flax", "optax",
+                                           "orbax-checkpoint", "ml_collections", "clu")}
+  # setup.py installs TensorFlow as tensorflow-cpu; a CUDA image would have tensorflow.
+  out["tensorflow"] = _version("tensorflow", "tensorflow-cpu")
+  out["numpy"] = _version("numpy")
   return out
 
 
@@ -110,22 +118,26 @@ def load_input_json(path: str) -> tuple[dict | None, str]:
   return r, ""
 
 
-def measure_or_load_input(args, timeout: float) -> tuple[dict | None, str, str]:
-  """(bench_input result, error, where it comes from) for the training-input part."""
+def measure_or_load_input(args, timeout: float) -> tuple[dict | None, str, str, float]:
+  """(bench_input result, error, where it comes from, training-input clips/s on this
+  host) for the training-input part."""
   path = args.input_json
-  if path is None and importlib.util.find_spec("tensorflow") is None:
+  if (path is None and not args.save_input
+      and importlib.util.find_spec("tensorflow") is None):
     if not os.path.exists(CARRIED_INPUT):
       return None, ("no TensorFlow here, which the input pipeline needs, and no "
                     f"{CARRIED_INPUT}: run experiments/gpu_prepare.sh where the project "
-                    "is installed and bring its folder along"), ""
+                    "is installed and bring its folder along"), "", 0.0
     path = CARRIED_INPUT
   if path is not None:
     r, err = load_input_json(path)
     if err:
-      return None, err, ""
+      return None, err, "", 0.0
     where = (f"{r.get('config', '?')} {r.get('clip', '?')} on {r.get('cpu') or 'a CPU'}, "
              f"{r.get('cores', '?')} cores, load {r.get('load_1min', '?')}")
-    return r, "", f"per-core rate measured elsewhere: {where} ({path}), times this host's cores"
+    # A per-core rate from elsewhere, scaled to this host's cores.
+    return (r, "", f"per-core rate measured elsewhere: {where} ({path}), times this host's "
+            "cores", r["train_input_clips_per_s_per_core"] * (os.cpu_count() or 1))
   input_args = [os.path.join(HERE, "bench_input.py"), "--json", "--step_reps=0"]
   if args.tiny:
     input_args += ["--config=smt_i3d_rstg_final:tiny", "--videos=8", "--frames=12",
@@ -134,7 +146,12 @@ def measure_or_load_input(args, timeout: float) -> tuple[dict | None, str, str]:
     input_args += ["--config=smt_i3d_rstg_final", f"--threads={os.cpu_count()}",
                    "--videos=16", "--clips=32", "--eval_videos=1"]
   r, err = run_json(input_args, timeout)
-  return r, err, "measured here"
+  if err:
+    return None, err, "", 0.0
+  if args.save_input:
+    with open(args.save_input, "w", encoding="utf-8") as f:
+      json.dump(r, f)
+  return r, "", "measured here", max(r["train_input"].values())
 
 
 def main():
@@ -153,6 +170,9 @@ def main():
                            "measuring here (default where TensorFlow is missing: "
                            ".gpu_carry/bench_input.json)")
   parser.add_argument("--out", default=None, help="also write the result JSON to this file")
+  parser.add_argument("--save_input", default=None,
+                      help="measure the training input here (TensorFlow needed) and write "
+                           "bench_input.py's result to this file (experiments/gpu_prepare.sh)")
   args = parser.parse_args()
   skip = set(filter(None, args.skip.split(",")))
   t_start = time.perf_counter()
@@ -222,16 +242,13 @@ def main():
             f"{row['temp_gib']} | {row['compile_s']} |", flush=True)
 
   if "input" not in skip:
-    r, err, source = measure_or_load_input(args, time_limit(300 if args.tiny else 150))
+    r, err, source, input_rate = measure_or_load_input(
+        args, time_limit(300 if args.tiny else 150))
     result["input"] = r
     if err:
       errors.append(("input", err))
     else:
       cores = os.cpu_count() or 1
-      if source == "measured here":
-        input_rate = max(r["train_input"].values())
-      else:  # a per-core rate from elsewhere, scaled to this host's cores
-        input_rate = r["train_input_clips_per_s_per_core"] * cores
       need = max((row["clips_per_s"] for row in models), default=None)
       keeps_up = None if need is None else input_rate >= need
       result.update(input_source=source, input_clips_per_s=round(input_rate, 2),

@@ -54,10 +54,8 @@ ls -l "$carry/wheels"
 if [ "$measure_input" = 1 ]; then
   source experiments/tree_site.sh
   echo "measuring the training input on this machine ($(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg))"
-  "$PY" experiments/bench_input.py --json --step_reps=0 --threads="$(nproc)" --videos=16 \
-    --clips=32 --eval_videos=1 | tee "$carry/input.log"
-  tail -n 1 "$carry/input.log" > "$carry/bench_input.json"
-  "$PY" -c "import json, sys; json.load(open(sys.argv[1]))" "$carry/bench_input.json"
+  # gpu_bench.py's own input measurement, so the carried rate is what it would measure.
+  "$PY" experiments/gpu_bench.py --skip=graph,models --save_input="$carry/bench_input.json"
 fi
 du -sh "$carry"
 if git rev-parse --git-dir >/dev/null 2>&1 && ! git check-ignore -q "$carry"; then

@@ -1,4 +1,5 @@
 """experiments/gpu_bench.sh runs end to end on CPU at tiny sizes (--tiny)."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -130,3 +131,6 @@ def test_carried_wheels_install_offline_into_the_run(tmp_path):
   assert f"imports: {os.path.realpath(ROOT)}/configs/__init__.py" in proc.stdout
   result = json.loads(out.read_text())
   assert result["errors"] == [] and result["versions"]["jax"]
+  # TensorFlow is found under whichever name it is installed (here tensorflow-cpu)
+  has_tf = importlib.util.find_spec("tensorflow") is not None
+  assert (result["versions"]["tensorflow"] is not None) == has_tf
